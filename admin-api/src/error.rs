@@ -1,0 +1,137 @@
+//! The one error type of the REST APIs, mapped to SPEC 9's JSON shape in one place.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+/// Every failure a REST handler can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON, or not of the expected shape; the message names the field.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A field is present and well-typed but its value is not allowed.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Path of the offending field, e.g. `auth.secret`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No or bad credentials.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// Valid credentials that may not act on this resource.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A unique name is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is larger than the listener accepts.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The body is not `application/json`.
+    #[error("expected content-type: application/json")]
+    UnsupportedMediaType,
+    /// Too many requests; retry after the given number of seconds.
+    #[error("rate limit exceeded, retry after {0} s")]
+    RateLimited(u64),
+    /// Something failed inside; details are logged, never sent.
+    #[error("internal error")]
+    Internal(String),
+    /// The store could not be reached.
+    #[error("store unavailable")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// An [`ApiError::Invalid`] for `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// HTTP status and stable machine-readable code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        }
+    }
+}
+
+/// The JSON body of every error: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Code and human-readable message of an error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_field`.
+    pub code: String,
+    /// What went wrong; names the field for validation errors.
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match &self {
+            Self::Internal(detail) => tracing::error!(%detail, "internal error"),
+            Self::Unavailable(detail) => tracing::warn!(%detail, "store unavailable"),
+            _ => {}
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message: self.to_string(),
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Self::RateLimited(secs) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Conflict(what) => Self::Conflict(what),
+            StoreError::Unavailable(e) => Self::Unavailable(e.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Answer for unknown paths, in the same JSON shape.
+pub async fn not_found_fallback() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}

@@ -1,0 +1,50 @@
+//! The entities of SPEC 3 and their validation. Nothing here touches the store or HTTP.
+
+mod api_key;
+mod delivery;
+mod namespace;
+mod webhook;
+
+pub use api_key::{ApiKey, ApiKeyCreated, NewApiKey, generate_api_key, hash_api_key};
+pub use delivery::{Delivery, DeliveryStatus};
+pub use namespace::{
+    JwtAlgorithm, JwtAuth, Namespace, NamespaceAuth, NamespacePatch, NewNamespace,
+    validate_namespace_name,
+};
+pub use webhook::{
+    EventPattern, NewWebhook, SECRET_PREFIX, SecretRotated, Webhook, WebhookCreated, WebhookPatch,
+    generate_webhook_secret, validate_webhook_secret,
+};
+
+use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
+
+/// A point in time, stored as unix milliseconds and shown as RFC 3339 (`2026-11-25T22:47:05.123Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ToSchema)]
+#[schema(value_type = String, format = DateTime)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        Self(chrono::Utc::now().timestamp_millis())
+    }
+
+    /// RFC 3339 with millisecond precision and a `Z` suffix.
+    pub fn to_rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_rfc3339())
+    }
+}
+
+/// A new, time-ordered unique id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

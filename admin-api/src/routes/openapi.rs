@@ -1,0 +1,72 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations.
+
+use axum::Json;
+use axum::extract::State;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{AdminState, api_keys, deliveries, namespaces, stats, webhooks};
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::model::{
+    ApiKey, ApiKeyCreated, Delivery, DeliveryStatus, JwtAlgorithm, JwtAuth, Namespace,
+    NamespaceAuth, NamespacePatch, NewApiKey, NewNamespace, NewWebhook, SecretRotated, Webhook,
+    WebhookCreated, WebhookPatch,
+};
+
+/// The admin API's part of the document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "bridge", description = "Socket.IO gateway: admin API (admin listener) and emit API (public listener)."),
+    paths(
+        namespaces::list, namespaces::create, namespaces::get_one, namespaces::update,
+        namespaces::delete,
+        webhooks::list, webhooks::create, webhooks::get_one, webhooks::update, webhooks::delete,
+        webhooks::rotate_secret,
+        api_keys::list, api_keys::create, api_keys::revoke,
+        deliveries::list, deliveries::get_one, deliveries::retry,
+        stats::get_stats,
+    ),
+    components(schemas(
+        ErrorBody, ErrorDetail, Namespace, NamespaceAuth, JwtAuth, JwtAlgorithm, NewNamespace,
+        NamespacePatch, Webhook, WebhookCreated, NewWebhook, WebhookPatch, SecretRotated, ApiKey,
+        ApiKeyCreated, NewApiKey, Delivery, DeliveryStatus, stats::Stats,
+    )),
+    modifiers(&BearerSchemes),
+    tags(
+        (name = "namespaces", description = "Socket.IO namespaces and their auth"),
+        (name = "webhooks", description = "Where client events are delivered"),
+        (name = "api-keys", description = "Keys of the emit API"),
+        (name = "deliveries", description = "Webhook delivery records"),
+        (name = "stats", description = "Live counters"),
+    )
+)]
+pub struct AdminDoc;
+
+/// Declares the two bearer schemes: the admin token and emit API keys.
+struct BearerSchemes;
+
+impl Modify for BearerSchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for name in ["admin_token", "api_key"] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+/// The whole document: the admin API merged with the data plane's parts (the emit API).
+pub fn openapi_document(parts: Vec<utoipa::openapi::OpenApi>) -> serde_json::Value {
+    let mut doc = AdminDoc::openapi();
+    for part in parts {
+        doc.merge(part);
+    }
+    serde_json::to_value(&doc).unwrap_or_default()
+}
+
+/// Serves the document (public: it holds no secrets).
+pub async fn serve(State(state): State<AdminState>) -> Json<serde_json::Value> {
+    Json(state.openapi.as_ref().clone())
+}

@@ -1,0 +1,130 @@
+//! `/admin/namespaces/{id}/webhooks` and `/admin/webhooks/{id}`: webhook subscriptions.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use super::AdminState;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::JsonBody;
+use crate::model::{
+    NewWebhook, SecretRotated, Timestamp, Webhook, WebhookCreated, WebhookPatch,
+    generate_webhook_secret, new_id,
+};
+
+/// How long a rotated-out secret keeps signing beside the new one.
+const ROTATION_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// List a namespace's webhooks.
+#[utoipa::path(get, path = "/admin/namespaces/{id}/webhooks", tag = "webhooks",
+    params(("id" = String, Path, description = "namespace id")),
+    responses((status = 200, body = [Webhook]), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn list(
+    State(state): State<AdminState>,
+    Path(namespace_id): Path<String>,
+) -> Result<Json<Vec<Webhook>>, ApiError> {
+    state.store.get_namespace(&namespace_id).await?;
+    Ok(Json(state.store.list_webhooks(Some(&namespace_id)).await?))
+}
+
+/// Subscribe a URL to a namespace's events.
+#[utoipa::path(post, path = "/admin/namespaces/{id}/webhooks", tag = "webhooks",
+    params(("id" = String, Path, description = "namespace id")), request_body = NewWebhook,
+    responses((status = 201, body = WebhookCreated), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn create(
+    State(state): State<AdminState>,
+    Path(namespace_id): Path<String>,
+    JsonBody(body): JsonBody<NewWebhook>,
+) -> Result<(StatusCode, Json<WebhookCreated>), ApiError> {
+    body.validate()?;
+    let generated = body.secret.is_none().then(generate_webhook_secret);
+    let now = Timestamp::now();
+    let webhook = Webhook {
+        id: new_id(),
+        namespace_id,
+        url: body.url,
+        events: body.events,
+        secret: body
+            .secret
+            .or_else(|| generated.clone())
+            .unwrap_or_default(),
+        previous_secret: None,
+        reply: body.reply,
+        durable: body.durable,
+        timeout_ms: body.timeout_ms,
+        headers: body.headers,
+        enabled: body.enabled,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.create_webhook(&webhook).await?;
+    let created = WebhookCreated {
+        webhook,
+        secret: generated,
+    };
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Read a webhook.
+#[utoipa::path(get, path = "/admin/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Webhook), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn get_one(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<Webhook>, ApiError> {
+    Ok(Json(state.store.get_webhook(&id).await?))
+}
+
+/// Change a webhook.
+#[utoipa::path(patch, path = "/admin/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path)), request_body = WebhookPatch,
+    responses((status = 200, body = Webhook), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn update(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    JsonBody(patch): JsonBody<WebhookPatch>,
+) -> Result<Json<Webhook>, ApiError> {
+    let current = state.store.get_webhook(&id).await?;
+    let next = patch.apply(&current)?;
+    state.store.update_webhook(&next).await?;
+    Ok(Json(next))
+}
+
+/// Delete a webhook and its deliveries.
+#[utoipa::path(delete, path = "/admin/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn delete(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_webhook(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replace the signing secret; for 24 hours deliveries carry both signatures.
+#[utoipa::path(post, path = "/admin/webhooks/{id}/rotate-secret", tag = "webhooks",
+    params(("id" = String, Path)),
+    responses((status = 200, body = SecretRotated), (status = 404, body = ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn rotate_secret(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<SecretRotated>, ApiError> {
+    let mut webhook = state.store.get_webhook(&id).await?;
+    let now = Timestamp::now();
+    let secret = generate_webhook_secret();
+    let old = std::mem::replace(&mut webhook.secret, secret.clone());
+    webhook.previous_secret = Some((old, now.0 + ROTATION_GRACE_MS));
+    webhook.updated_at = now;
+    state.store.update_webhook(&webhook).await?;
+    Ok(Json(SecretRotated { webhook, secret }))
+}

@@ -1,0 +1,272 @@
+//! The store: every SQL statement of the bridge, over Postgres or SQLite.
+//!
+//! One set of portable statements runs through sqlx's `Any` driver: ids and JSON are TEXT,
+//! timestamps BIGINT unix milliseconds, flags 0/1. Every write bumps `catalog_version` in the same
+//! transaction, so every node (which polls that one row) notices admin changes.
+
+mod api_keys;
+mod deliveries;
+mod namespaces;
+mod webhooks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use deliveries::{DeliveryFilter, MAX_LIST_LIMIT, NewDelivery};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
+use tokio::sync::Notify;
+
+use crate::model::{ApiKey, Namespace, Webhook};
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// How long to wait for a connection before calling the store unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A unique constraint refused the write.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database could not be reached.
+    #[error("database unreachable: {0}")]
+    Unavailable(sqlx::Error),
+    /// `DATABASE_URL` is not a supported URL.
+    #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH or postgres://…")]
+    BadUrl(String),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
+            other => Self::Database(other),
+        }
+    }
+}
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL.
+    Postgres,
+    /// An embedded SQLite file.
+    Sqlite,
+}
+
+/// Everything the data plane keeps in memory, read in one go.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogSnapshot {
+    /// `catalog_version` read before the tables.
+    pub version: i64,
+    /// All namespaces.
+    pub namespaces: Vec<Namespace>,
+    /// All webhooks, enabled or not.
+    pub webhooks: Vec<Webhook>,
+    /// All API keys that are not revoked.
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+    changes: Arc<Notify>,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH`, created if missing, or `postgres://…`).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (engine, url) = normalize_url(url)?;
+        // One direct attempt first: it reports the real cause (refused, auth, unknown database)
+        // where the pool would only say that it timed out.
+        let probe = tokio::time::timeout(ACQUIRE_TIMEOUT, AnyConnection::connect(&url))
+            .await
+            .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolTimedOut))?
+            .map_err(StoreError::Unavailable)?;
+        let _ = probe.close().await;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if engine == Engine::Sqlite { 4 } else { 10 })
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(&url)
+            .await
+            .map_err(StoreError::Unavailable)?;
+        Ok(Self {
+            pool,
+            engine,
+            changes: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Applies the embedded migrations of this engine.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.engine {
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The engine behind this store.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Succeeds when the database answers a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The counter every admin write bumps.
+    pub async fn catalog_version(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT version FROM catalog_version WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("version")?)
+    }
+
+    /// Woken after each write through this handle, so the local catalog reloads at once.
+    pub fn changes(&self) -> Arc<Notify> {
+        self.changes.clone()
+    }
+
+    /// Reads everything the data plane keeps in memory.
+    pub async fn load_catalog(&self) -> Result<CatalogSnapshot, StoreError> {
+        let version = self.catalog_version().await?;
+        let namespaces = self.list_namespaces().await?;
+        let webhooks = self.list_webhooks(None).await?;
+        let api_keys = self
+            .list_api_keys()
+            .await?
+            .into_iter()
+            .filter(|key| key.revoked_at.is_none())
+            .collect();
+        Ok(CatalogSnapshot {
+            version,
+            namespaces,
+            webhooks,
+            api_keys,
+        })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Bumps the catalog version inside `tx`, commits, and wakes the local catalog.
+    async fn commit_change(&self, mut tx: Transaction<'static, Any>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE catalog_version SET version = version + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.changes.notify_one();
+        Ok(())
+    }
+}
+
+/// Picks the engine and makes a SQLite file be created when missing.
+fn normalize_url(url: &str) -> Result<(Engine, String), StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Engine::Postgres, url.to_owned()));
+    }
+    if url.starts_with("sqlite:") {
+        if url.contains("mode=") {
+            return Ok((Engine::Sqlite, url.to_owned()));
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        return Ok((Engine::Sqlite, format!("{url}{sep}mode=rwc")));
+    }
+    Err(StoreError::BadUrl(redact_url(url)))
+}
+
+/// `url` with any password replaced by `***`, fit for logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A unique-violation error becomes [`StoreError::Conflict`] with `message`.
+fn conflict_on_unique(err: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => err.into(),
+    }
+}
+
+/// Decodes a JSON TEXT column.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<T, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+/// Encodes a value for a JSON TEXT column.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Decodes a 0/1 flag column.
+fn flag_column(row: &AnyRow, column: &str) -> Result<bool, StoreError> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let (engine, url) = normalize_url("sqlite://bridge.db").unwrap();
+        assert_eq!(engine, Engine::Sqlite);
+        assert_eq!(url, "sqlite://bridge.db?mode=rwc");
+        let (_, url) = normalize_url("sqlite://x.db?mode=ro").unwrap();
+        assert_eq!(url, "sqlite://x.db?mode=ro");
+        assert!(matches!(
+            normalize_url("mysql://x"),
+            Err(StoreError::BadUrl(_))
+        ));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+    }
+}

@@ -1,0 +1,102 @@
+//! Namespace rows.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, conflict_on_unique, json_column, to_json};
+use crate::model::{Namespace, Timestamp};
+
+/// Column list of every SELECT and INSERT here (a macro, so SQL stays `&'static str`).
+macro_rules! columns {
+    () => {
+        "id, name, auth, created_at, updated_at"
+    };
+}
+
+impl Store {
+    /// All namespaces, by name.
+    pub async fn list_namespaces(&self) -> Result<Vec<Namespace>, StoreError> {
+        let sql = concat!("SELECT ", columns!(), " FROM namespaces ORDER BY name");
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter().map(namespace_from_row).collect()
+    }
+
+    /// One namespace by id.
+    pub async fn get_namespace(&self, id: &str) -> Result<Namespace, StoreError> {
+        let sql = concat!("SELECT ", columns!(), " FROM namespaces WHERE id = $1");
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        namespace_from_row(&row)
+    }
+
+    /// Inserts a namespace; a taken name is a conflict.
+    pub async fn create_namespace(&self, ns: &Namespace) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO namespaces (id, name, auth, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&ns.id)
+        .bind(&ns.name)
+        .bind(to_json(&ns.auth)?)
+        .bind(ns.created_at.0)
+        .bind(ns.updated_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, || name_taken(&ns.name)))?;
+        self.commit_change(tx).await
+    }
+
+    /// Saves a changed namespace.
+    pub async fn update_namespace(&self, ns: &Namespace) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE namespaces SET name = $1, auth = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(&ns.name)
+        .bind(to_json(&ns.auth)?)
+        .bind(ns.updated_at.0)
+        .bind(&ns.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, || name_taken(&ns.name)))?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(&ns.id));
+        }
+        self.commit_change(tx).await
+    }
+
+    /// Deletes a namespace and, by cascade, its webhooks and their deliveries.
+    pub async fn delete_namespace(&self, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM namespaces WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(id));
+        }
+        self.commit_change(tx).await
+    }
+}
+
+fn namespace_from_row(row: &AnyRow) -> Result<Namespace, StoreError> {
+    Ok(Namespace {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        auth: json_column(row, "auth")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+    })
+}
+
+fn not_found(id: &str) -> StoreError {
+    StoreError::NotFound(format!("namespace {id} not found"))
+}
+
+fn name_taken(name: &str) -> String {
+    format!("a namespace named {name} already exists")
+}

@@ -1,0 +1,174 @@
+//! Webhook rows.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, flag_column, json_column, to_json};
+use crate::model::{Timestamp, Webhook};
+
+/// Column list of every SELECT and INSERT here (a macro, so SQL stays `&'static str`).
+macro_rules! columns {
+    () => {
+        "id, namespace_id, url, events, secret, previous_secret, \
+    previous_secret_until, reply, durable, timeout_ms, headers, enabled, created_at, updated_at"
+    };
+}
+
+impl Store {
+    /// Webhooks of one namespace, or all of them, oldest first.
+    pub async fn list_webhooks(
+        &self,
+        namespace_id: Option<&str>,
+    ) -> Result<Vec<Webhook>, StoreError> {
+        let rows = match namespace_id {
+            Some(ns) => {
+                let sql = concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM webhooks WHERE namespace_id = $1 ORDER BY created_at, id"
+                );
+                sqlx::query(sql).bind(ns).fetch_all(&self.pool).await?
+            }
+            None => {
+                let sql = concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM webhooks ORDER BY created_at, id"
+                );
+                sqlx::query(sql).fetch_all(&self.pool).await?
+            }
+        };
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    /// One webhook by id.
+    pub async fn get_webhook(&self, id: &str) -> Result<Webhook, StoreError> {
+        let sql = concat!("SELECT ", columns!(), " FROM webhooks WHERE id = $1");
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        webhook_from_row(&row)
+    }
+
+    /// Inserts a webhook; its namespace must exist.
+    pub async fn create_webhook(&self, hook: &Webhook) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let exists = sqlx::query("SELECT id FROM namespaces WHERE id = $1")
+            .bind(&hook.namespace_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "namespace {} not found",
+                hook.namespace_id
+            )));
+        }
+        let sql = concat!(
+            "INSERT INTO webhooks (",
+            columns!(),
+            ") \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        );
+        let (previous, until) = split_previous(hook);
+        sqlx::query(sql)
+            .bind(&hook.id)
+            .bind(&hook.namespace_id)
+            .bind(&hook.url)
+            .bind(to_json(&hook.events)?)
+            .bind(&hook.secret)
+            .bind(previous)
+            .bind(until)
+            .bind(i64::from(hook.reply))
+            .bind(i64::from(hook.durable))
+            .bind(timeout_to_i64(hook.timeout_ms))
+            .bind(to_json(&hook.headers)?)
+            .bind(i64::from(hook.enabled))
+            .bind(hook.created_at.0)
+            .bind(hook.updated_at.0)
+            .execute(&mut *tx)
+            .await?;
+        self.commit_change(tx).await
+    }
+
+    /// Saves a changed webhook (every column but id, namespace and created_at).
+    pub async fn update_webhook(&self, hook: &Webhook) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let (previous, until) = split_previous(hook);
+        let done = sqlx::query(
+            "UPDATE webhooks SET url = $1, events = $2, secret = $3, previous_secret = $4, \
+             previous_secret_until = $5, reply = $6, durable = $7, timeout_ms = $8, headers = $9, \
+             enabled = $10, updated_at = $11 WHERE id = $12",
+        )
+        .bind(&hook.url)
+        .bind(to_json(&hook.events)?)
+        .bind(&hook.secret)
+        .bind(previous)
+        .bind(until)
+        .bind(i64::from(hook.reply))
+        .bind(i64::from(hook.durable))
+        .bind(timeout_to_i64(hook.timeout_ms))
+        .bind(to_json(&hook.headers)?)
+        .bind(i64::from(hook.enabled))
+        .bind(hook.updated_at.0)
+        .bind(&hook.id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(&hook.id));
+        }
+        self.commit_change(tx).await
+    }
+
+    /// Deletes a webhook and its deliveries.
+    pub async fn delete_webhook(&self, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(id));
+        }
+        self.commit_change(tx).await
+    }
+}
+
+fn split_previous(hook: &Webhook) -> (Option<String>, Option<i64>) {
+    match &hook.previous_secret {
+        Some((secret, until)) => (Some(secret.clone()), Some(*until)),
+        None => (None, None),
+    }
+}
+
+/// Timeouts are validated to at most 60 s, so this never saturates in practice.
+fn timeout_to_i64(timeout_ms: u64) -> i64 {
+    i64::try_from(timeout_ms).unwrap_or(i64::MAX)
+}
+
+fn webhook_from_row(row: &AnyRow) -> Result<Webhook, StoreError> {
+    let previous: Option<String> = row.try_get("previous_secret")?;
+    let until: Option<i64> = row.try_get("previous_secret_until")?;
+    let timeout_ms: i64 = row.try_get("timeout_ms")?;
+    Ok(Webhook {
+        id: row.try_get("id")?,
+        namespace_id: row.try_get("namespace_id")?,
+        url: row.try_get("url")?,
+        events: json_column(row, "events")?,
+        secret: row.try_get("secret")?,
+        previous_secret: previous.zip(until),
+        reply: flag_column(row, "reply")?,
+        durable: flag_column(row, "durable")?,
+        timeout_ms: u64::try_from(timeout_ms)
+            .map_err(|_| StoreError::Corrupt("timeout_ms".into()))?,
+        headers: json_column(row, "headers")?,
+        enabled: flag_column(row, "enabled")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+    })
+}
+
+fn not_found(id: &str) -> StoreError {
+    StoreError::NotFound(format!("webhook {id} not found"))
+}

@@ -1,0 +1,212 @@
+//! `Application`: binds both listeners and wires the store, catalog and routers together.
+//! `main` and the tests start the bridge through this same path.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use admin_api::{AdminState, AdminToken, Store, StoreError};
+use axum::Router;
+use axum::routing::get;
+use base64::Engine as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::stats::Counters;
+use crate::{health, metrics};
+
+/// Longest wait for open requests to finish after a stop is requested.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the bridge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store is unreachable or its migrations failed.
+    #[error("store {url}: {source}")]
+    Store {
+        /// The store URL, password redacted.
+        url: String,
+        /// The error.
+        source: StoreError,
+    },
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A bridge ready to serve: both listeners bound, the store migrated, the catalog loaded.
+pub struct Application {
+    public: TcpListener,
+    admin: TcpListener,
+    public_router: Router,
+    admin_router: Router,
+    admin_token: String,
+    store: Store,
+    catalog: Catalog,
+}
+
+impl Application {
+    /// Connects the store, applies migrations, loads the catalog and binds both listeners.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let store = connect_store(&config.database_url).await?;
+        let catalog = Catalog::start(store.clone())
+            .await
+            .map_err(|source| store_error(&config.database_url, source))?;
+        let counters = Arc::new(Counters::default());
+        let admin_token = config.admin_token.clone().unwrap_or_else(generated_token);
+
+        let public_router = Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .with_state(store.clone());
+        let admin_router = admin_router(&store, &admin_token, counters);
+
+        let public = bind(&config.listen).await?;
+        let admin = bind(&config.admin_listen).await?;
+        let app = Self {
+            public,
+            admin,
+            public_router,
+            admin_router,
+            admin_token,
+            store,
+            catalog,
+        };
+        tracing::info!(
+            "listening public={} admin={}",
+            app.public_addr(),
+            app.admin_addr()
+        );
+        Ok(app)
+    }
+
+    /// Address of the public listener.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Address of the admin listener.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The admin bearer token (configured or generated).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The in-memory catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Serves both listeners until `shutdown` resolves, then drains for at most 10 s.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let public = serve(self.public, self.public_router, stop_rx.clone());
+        let admin = serve(self.admin, self.admin_router, stop_rx);
+        let result = tokio::try_join!(public, admin).map(|_| ());
+        self.store.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Connects to the store and applies migrations.
+pub async fn connect_store(url: &str) -> Result<Store, StartError> {
+    let store = Store::connect(url).await.map_err(|e| store_error(url, e))?;
+    store.migrate().await.map_err(|e| store_error(url, e))?;
+    Ok(store)
+}
+
+fn store_error(url: &str, source: StoreError) -> StartError {
+    StartError::Store {
+        url: admin_api::store::redact_url(url),
+        source,
+    }
+}
+
+fn admin_router(store: &Store, token: &str, counters: Arc<Counters>) -> Router {
+    let openapi = admin_api::routes::openapi_document(Vec::new());
+    let state = AdminState {
+        store: store.clone(),
+        token: AdminToken::new(token),
+        stats: counters,
+        openapi: Arc::new(openapi),
+    };
+    let ops = Router::new()
+        .route("/metrics", get(metrics::serve))
+        .with_state(metrics::recorder())
+        .route("/healthz", get(health::healthz));
+    admin_api::router(state).merge(ops)
+}
+
+/// A random admin token, logged once so the operator can use it.
+fn generated_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    tracing::warn!(
+        admin_token = %token,
+        "BRIDGE_ADMIN_TOKEN is not set; generated an admin token for this run"
+    );
+    token
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut on_stop = stop.clone();
+    let stopped = async move {
+        let _ = on_stop.wait_for(|s| *s).await;
+    };
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped)
+    .into_future();
+    // Long-lived connections (WebSockets, long-polls) would otherwise hold the drain open forever.
+    let deadline = async move {
+        let mut stop = stop;
+        let _ = stop.wait_for(|s| *s).await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!("open connections did not finish in time; closing them");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! In-memory view of the store: namespaces, their webhooks and API keys.
+//!
+//! The hot paths (events, emits) read it without touching the store. A refresher reloads it when
+//! `catalog_version` changes: at once for writes made through this node, within
+//! [`POLL_INTERVAL`] for writes made on other nodes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use admin_api::model::{ApiKey, EventPattern, Namespace, Webhook};
+use admin_api::{CatalogSnapshot, Store};
+use tokio::sync::watch;
+
+/// How often other nodes' changes are looked for.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A webhook with its patterns compiled.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// The webhook as stored.
+    pub webhook: Webhook,
+    patterns: Vec<EventPattern>,
+}
+
+impl Subscription {
+    fn new(webhook: Webhook) -> Self {
+        let patterns = webhook
+            .events
+            .iter()
+            .filter_map(|p| EventPattern::parse(p).ok())
+            .collect();
+        Self { webhook, patterns }
+    }
+
+    /// Whether a client event named `event` goes to this webhook.
+    pub fn wants_event(&self, event: &str) -> bool {
+        self.webhook.enabled && self.patterns.iter().any(|p| p.matches_event(event))
+    }
+
+    /// Whether this webhook asked for `$connect` or `$disconnect`.
+    pub fn wants_lifecycle(&self, pattern: &EventPattern) -> bool {
+        self.webhook.enabled && self.patterns.contains(pattern)
+    }
+}
+
+/// A namespace and its webhooks.
+#[derive(Debug, Clone)]
+pub struct NamespaceEntry {
+    /// The namespace as stored.
+    pub namespace: Namespace,
+    /// Its webhooks, oldest first.
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// One consistent version of the catalog.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogData {
+    /// `catalog_version` it was read at.
+    pub version: i64,
+    /// Namespaces by name.
+    pub namespaces: HashMap<String, Arc<NamespaceEntry>>,
+    /// Unrevoked API keys by key hash.
+    pub api_keys: HashMap<String, ApiKey>,
+}
+
+impl CatalogData {
+    /// Indexes a snapshot read from the store.
+    pub fn from_snapshot(snapshot: CatalogSnapshot) -> Self {
+        let mut by_ns: HashMap<String, Vec<Subscription>> = HashMap::new();
+        for webhook in snapshot.webhooks {
+            by_ns
+                .entry(webhook.namespace_id.clone())
+                .or_default()
+                .push(Subscription::new(webhook));
+        }
+        let namespaces = snapshot
+            .namespaces
+            .into_iter()
+            .map(|namespace| {
+                let subscriptions = by_ns.remove(&namespace.id).unwrap_or_default();
+                let entry = NamespaceEntry {
+                    namespace,
+                    subscriptions,
+                };
+                (entry.namespace.name.clone(), Arc::new(entry))
+            })
+            .collect();
+        let api_keys = snapshot
+            .api_keys
+            .into_iter()
+            .map(|key| (key.key_hash.clone(), key))
+            .collect();
+        Self {
+            version: snapshot.version,
+            namespaces,
+            api_keys,
+        }
+    }
+}
+
+/// Shared handle to the current catalog; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    rx: watch::Receiver<Arc<CatalogData>>,
+}
+
+impl Catalog {
+    /// Loads the catalog once and starts refreshing it in the background.
+    pub async fn start(store: Store) -> Result<Self, admin_api::StoreError> {
+        let data = CatalogData::from_snapshot(store.load_catalog().await?);
+        let (tx, rx) = watch::channel(Arc::new(data));
+        tokio::spawn(refresh_loop(store, tx));
+        Ok(Self { rx })
+    }
+
+    /// The current version of the catalog.
+    pub fn current(&self) -> Arc<CatalogData> {
+        self.rx.borrow().clone()
+    }
+
+    /// A receiver that is told of every new version.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<CatalogData>> {
+        self.rx.clone()
+    }
+
+    /// The namespace named `name`, if the store has it.
+    pub fn namespace(&self, name: &str) -> Option<Arc<NamespaceEntry>> {
+        self.rx.borrow().namespaces.get(name).cloned()
+    }
+}
+
+/// Reloads on local change notices and on the poll tick; stops when every reader is gone.
+async fn refresh_loop(store: Store, tx: watch::Sender<Arc<CatalogData>>) {
+    let changes = store.changes();
+    let mut healthy = true;
+    loop {
+        tokio::select! {
+            () = changes.notified() => {}
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            () = tx.closed() => return,
+        }
+        let known = tx.borrow().version;
+        match reload_if_changed(&store, known).await {
+            Ok(Some(data)) => {
+                tracing::debug!(version = data.version, "catalog reloaded");
+                tx.send_replace(Arc::new(data));
+                healthy = true;
+            }
+            Ok(None) => healthy = true,
+            Err(err) => {
+                if healthy {
+                    tracing::warn!(%err, "cannot refresh the catalog; serving the last one");
+                }
+                healthy = false;
+            }
+        }
+    }
+}
+
+async fn reload_if_changed(
+    store: &Store,
+    known: i64,
+) -> Result<Option<CatalogData>, admin_api::StoreError> {
+    if store.catalog_version().await? == known {
+        return Ok(None);
+    }
+    Ok(Some(CatalogData::from_snapshot(
+        store.load_catalog().await?,
+    )))
+}

@@ -1,0 +1,332 @@
+//! One typed `Config`: defaults < TOML file < environment < flags (SPEC 2), validated once.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// Command line of the `bridge` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bridge",
+    version,
+    about = "Socket.IO gateway: events out as webhooks, REST in as emits"
+)]
+pub struct Cli {
+    /// What to do; `serve` when absent.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings; each also has an environment variable and a TOML key.
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Copy, Subcommand, PartialEq, Eq)]
+pub enum Command {
+    /// Run the bridge (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+/// Cluster adapter of socketioxide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    /// One node.
+    #[default]
+    Memory,
+    /// Several nodes over Redis.
+    Redis,
+    /// Several nodes over Postgres LISTEN/NOTIFY.
+    Postgres,
+}
+
+/// Every setting, unset ones `None`; the same struct reads flags/env (clap) and the TOML file (serde).
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with any of these settings (keys are the flag names with `_`).
+    #[arg(long, env = "BRIDGE_CONFIG", global = true)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Public listener: Socket.IO, emit API, /healthz, /readyz [default: 0.0.0.0:3000].
+    #[arg(long, env = "BRIDGE_LISTEN", global = true)]
+    pub listen: Option<String>,
+    /// Admin listener: admin API, /metrics, /healthz [default: 127.0.0.1:3001].
+    #[arg(long, env = "BRIDGE_ADMIN_LISTEN", global = true)]
+    pub admin_listen: Option<String>,
+    /// sqlite://PATH or postgres://… [default: sqlite://bridge.db].
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Bearer token of the admin API; generated and logged once when unset.
+    #[arg(
+        long,
+        env = "BRIDGE_ADMIN_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// memory, redis or postgres [default: memory].
+    #[arg(long, env = "BRIDGE_ADAPTER", global = true)]
+    pub adapter: Option<AdapterKind>,
+    /// Redis URL for the redis adapter.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Engine.IO ping interval, ms [default: 25000].
+    #[arg(long, env = "BRIDGE_PING_INTERVAL_MS", global = true)]
+    pub ping_interval_ms: Option<u64>,
+    /// Engine.IO ping timeout, ms [default: 20000].
+    #[arg(long, env = "BRIDGE_PING_TIMEOUT_MS", global = true)]
+    pub ping_timeout_ms: Option<u64>,
+    /// Close connections that send no namespace CONNECT in time, ms [default: 45000].
+    #[arg(long, env = "BRIDGE_CONNECT_TIMEOUT_MS", global = true)]
+    pub connect_timeout_ms: Option<u64>,
+    /// Largest Engine.IO payload accepted from a client, bytes [default: 1000000].
+    #[arg(long, env = "BRIDGE_MAX_PAYLOAD", global = true)]
+    pub max_payload: Option<u64>,
+    /// Tracing filter [default: info].
+    #[arg(long = "log", env = "RUST_LOG", global = true)]
+    pub rust_log: Option<String>,
+}
+
+impl Settings {
+    /// Fills every unset field of `self` from `lower`.
+    fn or(self, lower: Settings) -> Settings {
+        Settings {
+            config: self.config.or(lower.config),
+            listen: self.listen.or(lower.listen),
+            admin_listen: self.admin_listen.or(lower.admin_listen),
+            database_url: self.database_url.or(lower.database_url),
+            admin_token: self.admin_token.or(lower.admin_token),
+            adapter: self.adapter.or(lower.adapter),
+            redis_url: self.redis_url.or(lower.redis_url),
+            ping_interval_ms: self.ping_interval_ms.or(lower.ping_interval_ms),
+            ping_timeout_ms: self.ping_timeout_ms.or(lower.ping_timeout_ms),
+            connect_timeout_ms: self.connect_timeout_ms.or(lower.connect_timeout_ms),
+            max_payload: self.max_payload.or(lower.max_payload),
+            rust_log: self.rust_log.or(lower.rust_log),
+        }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid setting {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+/// The validated configuration the application runs with.
+#[derive(Clone)]
+pub struct Config {
+    /// Public listener address (`host:port`; port 0 picks a free one).
+    pub listen: String,
+    /// Admin listener address.
+    pub admin_listen: String,
+    /// Store URL.
+    pub database_url: String,
+    /// Admin token; `None` means generate one at start.
+    pub admin_token: Option<String>,
+    /// Cluster adapter.
+    pub adapter: AdapterKind,
+    /// Redis URL for the redis adapter.
+    pub redis_url: Option<String>,
+    /// Engine.IO ping interval.
+    pub ping_interval: Duration,
+    /// Engine.IO ping timeout.
+    pub ping_timeout: Duration,
+    /// Time allowed before a namespace CONNECT.
+    pub connect_timeout: Duration,
+    /// Largest client payload in bytes.
+    pub max_payload: u64,
+    /// Tracing filter.
+    pub rust_log: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field(
+                "database_url",
+                &admin_api::store::redact_url(&self.database_url),
+            )
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("adapter", &self.adapter)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_payload", &self.max_payload)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Merges the layers: `cli` (flags over env, by clap) over the TOML file over defaults.
+    pub fn load(cli: Settings) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => Settings::default(),
+        };
+        Self::from_settings(cli.or(file))
+    }
+
+    /// Applies defaults to `s` and validates the result.
+    pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
+        let config = Config {
+            listen: normalize_addr(s.listen.as_deref().unwrap_or("0.0.0.0:3000")),
+            admin_listen: normalize_addr(s.admin_listen.as_deref().unwrap_or("127.0.0.1:3001")),
+            database_url: s
+                .database_url
+                .unwrap_or_else(|| "sqlite://bridge.db".into()),
+            admin_token: s.admin_token.filter(|t| !t.is_empty()),
+            adapter: s.adapter.unwrap_or_default(),
+            redis_url: s.redis_url,
+            ping_interval: Duration::from_millis(s.ping_interval_ms.unwrap_or(25_000)),
+            ping_timeout: Duration::from_millis(s.ping_timeout_ms.unwrap_or(20_000)),
+            connect_timeout: Duration::from_millis(s.connect_timeout_ms.unwrap_or(45_000)),
+            max_payload: s.max_payload.unwrap_or(1_000_000),
+            rust_log: s.rust_log.unwrap_or_else(|| "info".into()),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("ping_interval_ms", self.ping_interval),
+            ("ping_timeout_ms", self.ping_timeout),
+            ("connect_timeout_ms", self.connect_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid(name, "must be greater than 0".into()));
+            }
+        }
+        if self.max_payload == 0 {
+            return Err(ConfigError::Invalid(
+                "max_payload",
+                "must be greater than 0".into(),
+            ));
+        }
+        if self.adapter == AdapterKind::Redis && self.redis_url.is_none() {
+            return Err(ConfigError::Invalid(
+                "redis_url",
+                "REDIS_URL is required with BRIDGE_ADAPTER=redis".into(),
+            ));
+        }
+        if self.adapter == AdapterKind::Postgres && !self.database_url.starts_with("postgres") {
+            return Err(ConfigError::Invalid(
+                "adapter",
+                "BRIDGE_ADAPTER=postgres needs a postgres:// DATABASE_URL".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// `:3000` means every interface, as SPEC 2's `:0` does.
+fn normalize_addr(addr: &str) -> String {
+    match addr.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => addr.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:3000");
+        assert_eq!(c.admin_listen, "127.0.0.1:3001");
+        assert_eq!(c.database_url, "sqlite://bridge.db");
+        assert_eq!(c.adapter, AdapterKind::Memory);
+        assert_eq!(c.ping_interval, Duration::from_millis(25_000));
+        assert_eq!(c.ping_timeout, Duration::from_millis(20_000));
+        assert_eq!(c.connect_timeout, Duration::from_millis(45_000));
+        assert_eq!(c.max_payload, 1_000_000);
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let dir = std::env::temp_dir().join(format!("bridge-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bridge.toml");
+        std::fs::write(
+            &path,
+            "listen = \":4000\"\nmax_payload = 10\nping_interval_ms = 7\n",
+        )
+        .unwrap();
+        // clap resolves flag-over-env; here the "cli" layer sets listen, the file the rest.
+        let cli = Settings {
+            config: Some(path),
+            listen: Some(":5000".into()),
+            ..Settings::default()
+        };
+        let c = Config::load(cli).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:5000");
+        assert_eq!(c.max_payload, 10);
+        assert_eq!(c.ping_interval, Duration::from_millis(7));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn env_and_flags_parse_through_clap() {
+        let cli =
+            Cli::try_parse_from(["bridge", "migrate", "--listen", ":1", "--adapter", "redis"])
+                .unwrap();
+        assert_eq!(cli.command, Some(Command::Migrate));
+        assert_eq!(cli.settings.listen.as_deref(), Some(":1"));
+        let err = Config::from_settings(cli.settings).unwrap_err();
+        assert!(err.to_string().contains("REDIS_URL"), "{err}");
+    }
+
+    #[test]
+    fn bad_file_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("bridge-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "nope = 1\n").unwrap();
+        let err = Config::load(Settings {
+            config: Some(path),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("invalid config file"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,52 @@
+//! The `bridge` binary: parse config, init telemetry, build the application, run until a signal.
+
+use std::process::ExitCode;
+
+use bridge::config::{Cli, Command, Config};
+use bridge::{Application, app, shutdown, telemetry};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.settings) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config.rust_log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Serve);
+    match runtime.block_on(run(command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One clear line, whatever the logging setup.
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Migrate => {
+            app::connect_store(&config.database_url).await?;
+            tracing::info!("migrations applied");
+        }
+        Command::Serve => {
+            let app = Application::build(config).await?;
+            app.run_until(shutdown::signal()).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Live counters behind `/admin/stats` (Prometheus gets the same events through `metrics`).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use admin_api::{Stats, StatsSource};
+
+/// This node's counters since start.
+#[derive(Debug, Default)]
+pub struct Counters {
+    connections: Mutex<BTreeMap<String, u64>>,
+    events_in: AtomicU64,
+    webhooks_sent: AtomicU64,
+    webhooks_failed: AtomicU64,
+    emits: AtomicU64,
+}
+
+impl Counters {
+    /// A socket connected to `namespace`.
+    pub fn connected(&self, namespace: &str) {
+        let mut map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(namespace.to_owned()).or_default() += 1;
+        metrics::gauge!(crate::metrics::CONNECTIONS, "namespace" => namespace.to_owned())
+            .increment(1.0);
+    }
+
+    /// A socket of `namespace` went away.
+    pub fn disconnected(&self, namespace: &str) {
+        let mut map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = map.get_mut(namespace) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(namespace);
+            }
+        }
+        metrics::gauge!(crate::metrics::CONNECTIONS, "namespace" => namespace.to_owned())
+            .decrement(1.0);
+    }
+
+    /// A client event arrived.
+    pub fn event_in(&self) {
+        self.events_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A webhook delivery succeeded.
+    pub fn webhook_sent(&self) {
+        self.webhooks_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A webhook delivery failed for good.
+    pub fn webhook_failed(&self) {
+        self.webhooks_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An emit API message went out.
+    pub fn emitted(&self) {
+        self.emits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl StatsSource for Counters {
+    fn snapshot(&self) -> Stats {
+        Stats {
+            connections: self
+                .connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            events_in: self.events_in.load(Ordering::Relaxed),
+            webhooks_sent: self.webhooks_sent.load(Ordering::Relaxed),
+            webhooks_failed: self.webhooks_failed.load(Ordering::Relaxed),
+            emits: self.emits.load(Ordering::Relaxed),
+        }
+    }
+}
