@@ -1,0 +1,109 @@
+//! The `bridge` binary as a user runs it: `migrate`, `serve`, the listening line, bad stores.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bridge() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bridge"));
+    cmd.env_clear()
+        .env("RUST_LOG", "info")
+        .env("BRIDGE_LISTEN", "127.0.0.1:0")
+        .env("BRIDGE_ADMIN_LISTEN", "127.0.0.1:0");
+    cmd
+}
+
+fn temp_db() -> String {
+    let path = std::env::temp_dir().join(format!("bridge-cli-{}.db", uuid::Uuid::new_v4()));
+    format!("sqlite://{}", path.display())
+}
+
+#[test]
+fn migrate_applies_and_exits() {
+    let out = bridge()
+        .arg("migrate")
+        .env("DATABASE_URL", temp_db())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("migrations applied"));
+}
+
+#[test]
+fn unreachable_store_is_one_line_and_non_zero() {
+    let out = bridge()
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .expect("an error line");
+    assert!(
+        line.contains("127.0.0.1:1") && line.contains("refused"),
+        "{line}"
+    );
+}
+
+#[test]
+fn bad_config_file_exits_with_usage_error() {
+    let out = bridge()
+        .env("BRIDGE_CONFIG", "/nonexistent/bridge.toml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+}
+
+#[test]
+fn serve_logs_listening_addresses_and_stops_on_sigterm() {
+    let mut child = bridge()
+        .env("DATABASE_URL", temp_db())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut listening = None;
+    let mut warned_token = false;
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        warned_token |= line.contains("generated an admin token");
+        if let Some(idx) = line.find("listening public=") {
+            listening = Some(line[idx..].to_owned());
+            break;
+        }
+    }
+    let listening = listening.expect("listening line");
+    assert!(warned_token, "a generated token is logged with a warning");
+    let admin = listening.split("admin=").nth(1).unwrap().trim().to_owned();
+    let health = std::net::TcpStream::connect(&admin);
+    assert!(
+        health.is_ok(),
+        "admin listener accepts connections at {admin}"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "graceful exit, got {status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "stops after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
