@@ -7,15 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use admin_api::{AdminState, AdminToken, Store, StoreError};
-use axum::Router;
 use axum::routing::get;
+use axum::{Router, middleware};
 use base64::Engine as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::socket::Gateway;
+use crate::socket::v2_compat::{PayloadLimit, fix_v2_connect};
 use crate::stats::Counters;
+use crate::webhook::Dispatcher;
 use crate::{health, metrics};
 
 /// Longest wait for open requests to finish after a stop is requested.
@@ -51,6 +54,7 @@ pub struct Application {
     admin_token: String,
     store: Store,
     catalog: Catalog,
+    gateway: Arc<Gateway>,
 }
 
 impl Application {
@@ -63,11 +67,23 @@ impl Application {
             .map_err(|source| store_error(&config.database_url, source))?;
         let counters = Arc::new(Counters::default());
         let admin_token = config.admin_token.clone().unwrap_or_else(generated_token);
+        let dispatcher = Arc::new(Dispatcher::new(
+            store.clone(),
+            counters.clone(),
+            config.webhook_concurrency,
+        ));
+        let (socket_layer, gateway) =
+            Gateway::build(&config, catalog.clone(), dispatcher, counters.clone());
 
         let public_router = Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
-            .with_state(store.clone());
+            .with_state(store.clone())
+            .layer(socket_layer)
+            .layer(middleware::from_fn_with_state(
+                PayloadLimit(usize::try_from(config.max_payload).unwrap_or(usize::MAX)),
+                fix_v2_connect,
+            ));
         let admin_router = admin_router(&store, &admin_token, counters);
 
         let public = bind(&config.listen).await?;
@@ -80,6 +96,7 @@ impl Application {
             admin_token,
             store,
             catalog,
+            gateway,
         };
         tracing::info!(
             "listening public={} admin={}",
@@ -108,6 +125,11 @@ impl Application {
         &self.admin_token
     }
 
+    /// The Socket.IO gateway.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
     /// The in-memory catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
@@ -119,8 +141,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let io = self.gateway.io.clone();
         tokio::spawn(async move {
             shutdown.await;
+            // Close the sockets first: open WebSockets and long-polls would hold the drain open.
+            io.close().await;
             let _ = stop_tx.send(true);
         });
         let public = serve(self.public, self.public_router, stop_rx.clone());

@@ -8,9 +8,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use admin_api::model::{ApiKey, EventPattern, Namespace, Webhook};
+use admin_api::model::{ApiKey, EventPattern, Namespace, NamespaceAuth, Webhook};
 use admin_api::{CatalogSnapshot, Store};
 use tokio::sync::watch;
+
+use crate::socket::auth::JwtVerifier;
 
 /// How often other nodes' changes are looked for.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -19,7 +21,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone)]
 pub struct Subscription {
     /// The webhook as stored.
-    pub webhook: Webhook,
+    pub webhook: Arc<Webhook>,
     patterns: Vec<EventPattern>,
 }
 
@@ -30,7 +32,10 @@ impl Subscription {
             .iter()
             .filter_map(|p| EventPattern::parse(p).ok())
             .collect();
-        Self { webhook, patterns }
+        Self {
+            webhook: Arc::new(webhook),
+            patterns,
+        }
     }
 
     /// Whether a client event named `event` goes to this webhook.
@@ -51,6 +56,15 @@ pub struct NamespaceEntry {
     pub namespace: Namespace,
     /// Its webhooks, oldest first.
     pub subscriptions: Vec<Subscription>,
+    /// Its JWT settings with the key parsed, for `mode: "jwt"`.
+    pub verifier: Option<Arc<JwtVerifier>>,
+}
+
+impl NamespaceEntry {
+    /// Whether sockets must authenticate with a JWT.
+    pub fn requires_jwt(&self) -> bool {
+        matches!(self.namespace.auth, NamespaceAuth::Jwt(_))
+    }
 }
 
 /// One consistent version of the catalog.
@@ -79,9 +93,11 @@ impl CatalogData {
             .into_iter()
             .map(|namespace| {
                 let subscriptions = by_ns.remove(&namespace.id).unwrap_or_default();
+                let verifier = compile_verifier(&namespace);
                 let entry = NamespaceEntry {
                     namespace,
                     subscriptions,
+                    verifier,
                 };
                 (entry.namespace.name.clone(), Arc::new(entry))
             })
@@ -95,6 +111,21 @@ impl CatalogData {
             version: snapshot.version,
             namespaces,
             api_keys,
+        }
+    }
+}
+
+/// Parses a namespace's JWT key once per catalog version; a key that no longer parses refuses
+/// every token of that namespace (and says so in the log) rather than admitting anyone.
+fn compile_verifier(namespace: &Namespace) -> Option<Arc<JwtVerifier>> {
+    let NamespaceAuth::Jwt(auth) = &namespace.auth else {
+        return None;
+    };
+    match JwtVerifier::new(auth) {
+        Ok(verifier) => Some(Arc::new(verifier)),
+        Err(err) => {
+            tracing::error!(namespace = %namespace.name, %err, "invalid JWT key; every token will be refused");
+            None
         }
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::socket::session::RateLimit;
+
 /// Command line of the `bridge` binary.
 #[derive(Debug, Parser)]
 #[command(
@@ -87,6 +89,15 @@ pub struct Settings {
     /// Largest Engine.IO payload accepted from a client, bytes [default: 1000000].
     #[arg(long, env = "BRIDGE_MAX_PAYLOAD", global = true)]
     pub max_payload: Option<u64>,
+    /// Events per second a socket may send on average [default: 100].
+    #[arg(long, env = "BRIDGE_EVENT_RATE_LIMIT", global = true)]
+    pub event_rate_limit: Option<f64>,
+    /// Largest burst of events a socket may send [default: 200].
+    #[arg(long, env = "BRIDGE_EVENT_RATE_BURST", global = true)]
+    pub event_rate_burst: Option<f64>,
+    /// Webhook requests in flight per webhook [default: 64].
+    #[arg(long, env = "BRIDGE_WEBHOOK_CONCURRENCY", global = true)]
+    pub webhook_concurrency: Option<usize>,
     /// Tracing filter [default: info].
     #[arg(long = "log", env = "RUST_LOG", global = true)]
     pub rust_log: Option<String>,
@@ -107,6 +118,9 @@ impl Settings {
             ping_timeout_ms: self.ping_timeout_ms.or(lower.ping_timeout_ms),
             connect_timeout_ms: self.connect_timeout_ms.or(lower.connect_timeout_ms),
             max_payload: self.max_payload.or(lower.max_payload),
+            event_rate_limit: self.event_rate_limit.or(lower.event_rate_limit),
+            event_rate_burst: self.event_rate_burst.or(lower.event_rate_burst),
+            webhook_concurrency: self.webhook_concurrency.or(lower.webhook_concurrency),
             rust_log: self.rust_log.or(lower.rust_log),
         }
     }
@@ -159,6 +173,10 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Largest client payload in bytes.
     pub max_payload: u64,
+    /// Per-socket event rate limit.
+    pub event_rate: RateLimit,
+    /// Webhook requests in flight per webhook.
+    pub webhook_concurrency: usize,
     /// Tracing filter.
     pub rust_log: String,
 }
@@ -178,6 +196,8 @@ impl std::fmt::Debug for Config {
             .field("ping_timeout", &self.ping_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("max_payload", &self.max_payload)
+            .field("event_rate", &self.event_rate)
+            .field("webhook_concurrency", &self.webhook_concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -207,6 +227,11 @@ impl Config {
             ping_timeout: Duration::from_millis(s.ping_timeout_ms.unwrap_or(20_000)),
             connect_timeout: Duration::from_millis(s.connect_timeout_ms.unwrap_or(45_000)),
             max_payload: s.max_payload.unwrap_or(1_000_000),
+            event_rate: RateLimit {
+                per_second: s.event_rate_limit.unwrap_or(100.0),
+                burst: s.event_rate_burst.unwrap_or(200.0),
+            },
+            webhook_concurrency: s.webhook_concurrency.unwrap_or(64),
             rust_log: s.rust_log.unwrap_or_else(|| "info".into()),
         };
         config.validate()?;
@@ -222,6 +247,18 @@ impl Config {
             if value.is_zero() {
                 return Err(ConfigError::Invalid(name, "must be greater than 0".into()));
             }
+        }
+        if !(self.event_rate.per_second > 0.0 && self.event_rate.burst >= 1.0) {
+            return Err(ConfigError::Invalid(
+                "event_rate_limit",
+                "the rate must be > 0 and the burst >= 1".into(),
+            ));
+        }
+        if self.webhook_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "webhook_concurrency",
+                "must be at least 1".into(),
+            ));
         }
         if self.max_payload == 0 {
             return Err(ConfigError::Invalid(

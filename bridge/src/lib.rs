@@ -3,6 +3,9 @@
 //! - [`config`]: the one typed configuration (defaults < TOML < env < flags).
 //! - [`app`]: [`Application`], which binds the public and admin listeners and wires everything.
 //! - [`catalog`]: the in-memory view of namespaces, webhooks and API keys the hot paths read.
+//! - [`socket`]: the Socket.IO gateway (namespaces, auth, the catch-all forwarder).
+//! - [`webhook`]: delivery bodies, signing, sending with retries, replies.
+//! - [`payload`]: Socket.IO arguments as JSON, binaries as `{"$binary": base64}`.
 //! - [`health`], [`metrics`], [`stats`], [`telemetry`], [`shutdown`]: operations.
 //!
 //! The control plane (model, store, admin API) is the `admin-api` crate.
@@ -12,9 +15,12 @@ pub mod catalog;
 pub mod config;
 pub mod health;
 pub mod metrics;
+pub mod payload;
 pub mod shutdown;
+pub mod socket;
 pub mod stats;
 pub mod telemetry;
+pub mod webhook;
 
 pub use app::{Application, StartError};
 pub use config::Config;

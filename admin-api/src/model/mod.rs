@@ -13,7 +13,7 @@ pub use namespace::{
 };
 pub use webhook::{
     EventPattern, NewWebhook, SECRET_PREFIX, SecretRotated, Webhook, WebhookCreated, WebhookPatch,
-    generate_webhook_secret, validate_webhook_secret,
+    generate_webhook_secret, is_reserved_event, validate_webhook_secret,
 };
 
 use serde::{Serialize, Serializer};

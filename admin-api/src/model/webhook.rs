@@ -18,7 +18,7 @@ const SECRET_BYTES: usize = 24;
 /// Longest delivery timeout accepted.
 const MAX_TIMEOUT_MS: u64 = 60_000;
 /// Event names a client may never send (Socket.IO reserves them).
-pub(crate) const RESERVED_EVENTS: [&str; 6] = [
+pub const RESERVED_EVENTS: [&str; 6] = [
     "connect",
     "connect_error",
     "disconnect",
@@ -26,6 +26,11 @@ pub(crate) const RESERVED_EVENTS: [&str; 6] = [
     "newListener",
     "removeListener",
 ];
+/// Whether a client event named `name` is never forwarded: `$`-names and Socket.IO's reserved ones.
+pub fn is_reserved_event(name: &str) -> bool {
+    name.starts_with('$') || RESERVED_EVENTS.contains(&name)
+}
+
 /// Headers the bridge sets itself; a webhook may not override them.
 const RESERVED_HEADERS: [&str; 7] = [
     "content-type",

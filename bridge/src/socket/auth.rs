@@ -1,0 +1,217 @@
+//! JWT authentication of sockets (SPEC 4): where the token is read, and how it is checked.
+
+use admin_api::model::{JwtAlgorithm, JwtAuth};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
+
+/// What an accepted token says about the socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The `sub` claim.
+    pub user_id: String,
+    /// The `rooms` claim: rooms joined at connect.
+    pub rooms: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    rooms: Vec<String>,
+}
+
+/// A namespace's JWT settings with the key parsed once.
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+    /// Time a socket without a handshake token has to emit `authenticate`.
+    pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    /// Parses the key of `auth`; the admin API validated it already, so failure means a stale row.
+    pub fn new(auth: &JwtAuth) -> Result<Self, jsonwebtoken::errors::Error> {
+        let (algorithm, key) = match auth.algorithm {
+            JwtAlgorithm::HS256 => (Algorithm::HS256, hmac_key(auth)),
+            JwtAlgorithm::HS384 => (Algorithm::HS384, hmac_key(auth)),
+            JwtAlgorithm::HS512 => (Algorithm::HS512, hmac_key(auth)),
+            JwtAlgorithm::RS256 => (Algorithm::RS256, DecodingKey::from_rsa_pem(pem(auth))?),
+            JwtAlgorithm::ES256 => (Algorithm::ES256, DecodingKey::from_ec_pem(pem(auth))?),
+            JwtAlgorithm::EdDSA => (Algorithm::EdDSA, DecodingKey::from_ed_pem(pem(auth))?),
+        };
+        // Only the namespace's algorithm is accepted; `exp` and `nbf` are checked when present.
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.required_spec_claims = ["sub".to_owned()].into_iter().collect();
+        if let Some(issuer) = &auth.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        match &auth.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Self {
+            key,
+            validation,
+            timeout_ms: auth.timeout_ms,
+        })
+    }
+
+    /// Checks signature, `exp`, `nbf`, `iss` and `aud`; returns the identity it carries.
+    pub fn verify(&self, token: &str) -> Result<Identity, jsonwebtoken::errors::Error> {
+        let data = decode::<Claims>(token.as_bytes(), &self.key, &self.validation)?;
+        Ok(Identity {
+            user_id: data.claims.sub,
+            rooms: data.claims.rooms,
+        })
+    }
+}
+
+fn hmac_key(auth: &JwtAuth) -> DecodingKey {
+    DecodingKey::from_secret(auth.secret.as_deref().unwrap_or_default().as_bytes())
+}
+
+fn pem(auth: &JwtAuth) -> &[u8] {
+    auth.public_key.as_deref().unwrap_or_default().as_bytes()
+}
+
+/// The handshake token, first found wins: auth payload `{"token"}`, query `token`, `Authorization: Bearer`.
+pub fn handshake_token(auth: Option<&Value>, parts: &axum::http::request::Parts) -> Option<String> {
+    if let Some(token) = auth.and_then(|a| a.get("token")).and_then(Value::as_str) {
+        return Some(token.to_owned());
+    }
+    if let Some(token) = query_param(parts.uri.query().unwrap_or(""), "token") {
+        return Some(token);
+    }
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+/// The first value of `name` in a URL query string, percent-decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    fn hs256(issuer: Option<&str>, audience: Option<&str>) -> JwtVerifier {
+        JwtVerifier::new(&JwtAuth {
+            algorithm: JwtAlgorithm::HS256,
+            secret: Some("k".into()),
+            public_key: None,
+            issuer: issuer.map(str::to_owned),
+            audience: audience.map(str::to_owned),
+            timeout_ms: 1000,
+        })
+        .unwrap()
+    }
+
+    fn token(alg: Algorithm, claims: Value) -> String {
+        encode(&Header::new(alg), &claims, &EncodingKey::from_secret(b"k")).unwrap()
+    }
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    #[test]
+    fn accepts_good_tokens_and_reads_rooms() {
+        let v = hs256(Some("me"), Some("app"));
+        let t = token(
+            Algorithm::HS256,
+            json!({"sub": "u1", "rooms": ["a"], "iss": "me", "aud": "app", "exp": now() + 60}),
+        );
+        assert_eq!(
+            v.verify(&t).unwrap(),
+            Identity {
+                user_id: "u1".into(),
+                rooms: vec!["a".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_bad_tokens() {
+        let v = hs256(Some("me"), Some("app"));
+        let good = json!({"sub": "u1", "iss": "me", "aud": "app"});
+        let with = |k: &str, val: Value| {
+            let mut c = good.clone();
+            c[k] = val;
+            c
+        };
+        for claims in [
+            with("exp", json!(now() - 60)),
+            with("nbf", json!(now() + 60)),
+            with("iss", json!("other")),
+            with("aud", json!("other")),
+            json!({"iss": "me", "aud": "app"}),
+        ] {
+            assert!(
+                v.verify(&token(Algorithm::HS256, claims.clone())).is_err(),
+                "{claims}"
+            );
+        }
+        assert!(
+            v.verify(&token(Algorithm::HS384, good.clone())).is_err(),
+            "other algorithm"
+        );
+        let forged = encode(
+            &Header::new(Algorithm::HS256),
+            &good,
+            &EncodingKey::from_secret(b"x"),
+        )
+        .unwrap();
+        assert!(v.verify(&forged).is_err());
+        assert!(v.verify("not.a.jwt").is_err());
+    }
+
+    #[test]
+    fn token_sources_in_order() {
+        let parts = |uri: &str, header: Option<&str>| {
+            let mut req = axum::http::Request::builder().uri(uri);
+            if let Some(h) = header {
+                req = req.header("authorization", h);
+            }
+            req.body(()).unwrap().into_parts().0
+        };
+        let auth = json!({"token": "from-auth"});
+        let p = parts(
+            "/socket.io/?EIO=4&token=from%20query",
+            Some("Bearer from-header"),
+        );
+        assert_eq!(
+            handshake_token(Some(&auth), &p).as_deref(),
+            Some("from-auth")
+        );
+        assert_eq!(handshake_token(None, &p).as_deref(), Some("from query"));
+        let p = parts("/socket.io/?EIO=4", Some("Bearer from-header"));
+        assert_eq!(handshake_token(None, &p).as_deref(), Some("from-header"));
+        assert_eq!(handshake_token(None, &parts("/", None)), None);
+    }
+}

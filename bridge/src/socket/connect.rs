@@ -1,0 +1,333 @@
+//! Admission and the life of a socket: JWT checks, the `$connect` gate, the `authenticate`
+//! flow for sockets that came without a token, and `$disconnect`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use admin_api::model::EventPattern;
+use serde_json::{Value, json};
+use socketioxide::ProtocolVersion;
+use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::socket::DisconnectReason;
+
+use super::Gateway;
+use super::auth::{Identity, handshake_token};
+use super::forward::{Forwarder, deliver_lifecycle, socket_info};
+use super::session::{INERT_ROOM, Session};
+use crate::catalog::NamespaceEntry;
+use crate::webhook::body::{Body, Handshake, Kind};
+use crate::webhook::{Job, Message, Mode, Outcome, Reply, message_id};
+
+/// Why a connection is refused; the client's `connect_error` carries this message.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// Bad or expired token.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The `$connect` reply webhook said no (or could not be reached).
+    #[error("forbidden")]
+    Forbidden,
+    /// The store has no such namespace.
+    #[error("Invalid namespace")]
+    InvalidNamespace,
+}
+
+/// Connect middleware: decides whether the socket may connect, before it joins the namespace.
+pub async fn admit(
+    gateway: Arc<Gateway>,
+    socket: SocketRef,
+    auth: Option<Value>,
+) -> Result<(), Refusal> {
+    let namespace = socket.ns().to_owned();
+    let handshake = handshake(&socket, auth.as_ref());
+    let session = Session::new(&namespace, handshake, gateway.rate);
+    let Some(entry) = gateway.catalog.namespace(&namespace) else {
+        // Only v2 clients (protocol 4) are admitted, inert, to a `/` the store lacks.
+        if namespace == "/" && socket.protocol() == ProtocolVersion::V4 {
+            socket.extensions.insert(session);
+            return Ok(());
+        }
+        return Err(Refusal::InvalidNamespace);
+    };
+    if entry.requires_jwt() {
+        match handshake_token(auth.as_ref(), socket.req_parts()) {
+            Some(token) => set_identity(&session, verify(&entry, &token)?),
+            None => {
+                // Admitted but inert until it emits `authenticate`.
+                socket.extensions.insert(session);
+                return Ok(());
+            }
+        }
+    }
+    connect_gate(&gateway, &entry, &socket, &session).await?;
+    session.mark_ready();
+    socket.extensions.insert(session);
+    Ok(())
+}
+
+/// Connect handler: the socket is in the namespace now.
+pub async fn on_connect(gateway: Arc<Gateway>, socket: SocketRef) {
+    let Some(session) = socket.extensions.get::<Session>() else {
+        return;
+    };
+    socket.join(socket.id.to_string());
+    socket.on_fallback(Forwarder(gateway.clone()));
+    {
+        let gateway = gateway.clone();
+        socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
+            on_disconnect(gateway.clone(), socket, reason)
+        });
+    }
+    let entry = gateway.catalog.namespace(session.namespace());
+    match entry {
+        Some(entry) if session.is_ready() => activate(&gateway, &socket, &session, &entry),
+        Some(entry) => await_authentication(gateway, socket, session, &entry),
+        None => socket.join(INERT_ROOM),
+    }
+}
+
+/// Joins the socket's rooms, applies a `$connect` reply, and starts forwarding its events.
+fn activate(gateway: &Arc<Gateway>, socket: &SocketRef, session: &Session, entry: &NamespaceEntry) {
+    if let Some(user_id) = session.user_id() {
+        socket.join(format!("user:{user_id}"));
+    }
+    let rooms = session.claim_rooms();
+    if !rooms.is_empty() {
+        socket.join(rooms);
+    }
+    socket.leave(INERT_ROOM);
+    let reply = session.take_connect_reply();
+    if let Some(reply) = &reply {
+        apply_rooms(socket, reply);
+    }
+    session.activate();
+    if session.mark_counted() {
+        gateway.counters.connected(session.namespace());
+    }
+    let gate = gate_subscription(entry).map(|sub| sub.webhook.id.clone());
+    let body = Body::new(
+        Kind::Connect {
+            handshake: session.handshake().clone(),
+        },
+        session.namespace(),
+        socket_info(socket, session),
+    );
+    deliver_lifecycle(
+        gateway,
+        socket,
+        session,
+        entry,
+        &EventPattern::Connect,
+        &body,
+        gate.as_deref(),
+    );
+    if let Some(reply) = reply {
+        for (event, args) in reply.emit {
+            let _ = socket.emit(event, &args);
+        }
+    }
+}
+
+fn apply_rooms(socket: &SocketRef, reply: &Reply) {
+    if !reply.join.is_empty() {
+        socket.join(reply.join.clone());
+    }
+    if !reply.leave.is_empty() {
+        socket.leave(reply.leave.clone());
+    }
+}
+
+/// A socket without a handshake token: it must emit `authenticate` in time.
+fn await_authentication(
+    gateway: Arc<Gateway>,
+    socket: SocketRef,
+    session: Session,
+    entry: &NamespaceEntry,
+) {
+    socket.join(INERT_ROOM);
+    let timeout = Duration::from_millis(entry.verifier.as_ref().map_or(10_000, |v| v.timeout_ms));
+    {
+        let gateway = gateway.clone();
+        socket.on(
+            "authenticate",
+            move |socket: SocketRef, TryData(data): TryData<Value>| {
+                authenticate(gateway.clone(), socket, data.ok())
+            },
+        );
+    }
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        if !session.is_active() && socket.connected() {
+            tracing::debug!(sid = %socket.id, "authentication timed out");
+            let _ = socket.emit(
+                "authenticate_failed",
+                &json!({"message": "authentication timed out"}),
+            );
+            let _ = socket.disconnect();
+        }
+    });
+}
+
+/// The `authenticate` event: `{"token": "..."}`.
+async fn authenticate(gateway: Arc<Gateway>, socket: SocketRef, data: Option<Value>) {
+    let Some(session) = socket.extensions.get::<Session>() else {
+        return;
+    };
+    if session.is_active() {
+        return;
+    }
+    let Some(entry) = gateway.catalog.namespace(session.namespace()) else {
+        return refuse_authentication(&socket, "Invalid namespace");
+    };
+    let token = data
+        .as_ref()
+        .and_then(|d| d.get("token"))
+        .and_then(Value::as_str);
+    let identity = match token.map(|t| verify(&entry, t)) {
+        Some(Ok(identity)) => identity,
+        _ => return refuse_authentication(&socket, "unauthorized"),
+    };
+    set_identity(&session, identity);
+    if connect_gate(&gateway, &entry, &socket, &session)
+        .await
+        .is_err()
+    {
+        return refuse_authentication(&socket, "forbidden");
+    }
+    activate(&gateway, &socket, &session, &entry);
+    let _ = socket.emit("authenticated", &json!({"user_id": session.user_id()}));
+}
+
+fn refuse_authentication(socket: &SocketRef, message: &str) {
+    let _ = socket.emit("authenticate_failed", &json!({"message": message}));
+    let _ = socket.clone().disconnect();
+}
+
+async fn on_disconnect(gateway: Arc<Gateway>, socket: SocketRef, reason: DisconnectReason) {
+    let Some(session) = socket.extensions.get::<Session>() else {
+        return;
+    };
+    if session.was_counted() {
+        gateway.counters.disconnected(session.namespace());
+    }
+    if !session.is_active() {
+        return;
+    }
+    let Some(entry) = gateway.catalog.namespace(session.namespace()) else {
+        return;
+    };
+    let body = Body::new(
+        Kind::Disconnect {
+            reason: reason.to_string(),
+        },
+        session.namespace(),
+        socket_info(&socket, &session),
+    );
+    deliver_lifecycle(
+        &gateway,
+        &socket,
+        &session,
+        &entry,
+        &EventPattern::Disconnect,
+        &body,
+        None,
+    );
+}
+
+fn verify(entry: &NamespaceEntry, token: &str) -> Result<Identity, Refusal> {
+    let verifier = entry.verifier.as_ref().ok_or(Refusal::Unauthorized)?;
+    verifier.verify(token).map_err(|err| {
+        tracing::debug!(namespace = %entry.namespace.name, %err, "token refused");
+        Refusal::Unauthorized
+    })
+}
+
+fn set_identity(session: &Session, identity: Identity) {
+    session.set_user_id(Some(identity.user_id));
+    session.set_claim_rooms(identity.rooms);
+}
+
+/// The first enabled `reply: true` webhook that asked for `$connect`: it may refuse connections.
+fn gate_subscription(entry: &NamespaceEntry) -> Option<&crate::catalog::Subscription> {
+    entry
+        .subscriptions
+        .iter()
+        .find(|sub| sub.webhook.reply && sub.wants_lifecycle(&EventPattern::Connect))
+}
+
+/// Asks the `$connect` reply webhook, if any; anything but a 2xx refuses with `forbidden`.
+async fn connect_gate(
+    gateway: &Gateway,
+    entry: &NamespaceEntry,
+    socket: &SocketRef,
+    session: &Session,
+) -> Result<(), Refusal> {
+    let Some(sub) = gate_subscription(entry) else {
+        return Ok(());
+    };
+    let mut info = socket_info(socket, session);
+    info.rooms = expected_rooms(socket, session);
+    let body = Body::new(
+        Kind::Connect {
+            handshake: session.handshake().clone(),
+        },
+        session.namespace(),
+        info,
+    );
+    let job = Job {
+        webhook: sub.webhook.clone(),
+        message: Message {
+            id: message_id(),
+            event: "$connect".into(),
+            body: serde_json::to_vec(&body).unwrap_or_default().into(),
+        },
+        mode: Mode::Once,
+        on_done: None,
+    };
+    match gateway.dispatcher.deliver(&job).await {
+        Outcome::Delivered(answer) => {
+            let reply = Reply::parse(&answer);
+            if let Some(user_id) = reply.user_id.clone() {
+                session.set_user_id(Some(user_id));
+            }
+            session.set_connect_reply(reply);
+            Ok(())
+        }
+        Outcome::Failed(_) => Err(Refusal::Forbidden),
+    }
+}
+
+/// Rooms the socket will be in once connected (it is not in the namespace yet).
+fn expected_rooms(socket: &SocketRef, session: &Session) -> Vec<String> {
+    let mut rooms = vec![socket.id.to_string()];
+    rooms.extend(session.user_id().map(|u| format!("user:{u}")));
+    rooms.extend(session.claim_rooms());
+    rooms
+}
+
+/// What the client sent at the handshake: auth payload, query, origin, user agent, address.
+fn handshake(socket: &SocketRef, auth: Option<&Value>) -> Handshake {
+    let parts = socket.req_parts();
+    let query = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        .filter(|(k, _)| !matches!(k.as_ref(), "EIO" | "transport" | "t" | "sid" | "b64" | "j"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let headers = ["origin", "user-agent"]
+        .into_iter()
+        .filter_map(|name| {
+            let value = parts.headers.get(name)?.to_str().ok()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect();
+    let address = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.to_string())
+        .unwrap_or_default();
+    Handshake {
+        auth: auth.cloned().unwrap_or(Value::Null),
+        query,
+        headers,
+        address,
+    }
+}

@@ -1,0 +1,212 @@
+//! The catch-all handler: every client event becomes one delivery per matching webhook.
+//!
+//! socketioxide spawns a task per message for closure handlers, which loses the order events
+//! arrived in. [`Forwarder`] implements `MessageHandler` itself: its `call` runs synchronously
+//! as each packet is read, so events enter each (socket, webhook) queue in the order sent.
+
+use std::sync::Arc;
+
+use admin_api::model::{EventPattern, is_reserved_event};
+use serde_json::json;
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::handler::{FromMessageParts, MessageHandler};
+use socketioxide::socket::Socket;
+
+use super::Gateway;
+use super::session::{INERT_ROOM, Session};
+use crate::catalog::{NamespaceEntry, Subscription};
+use crate::payload::{Args, decode_event};
+use crate::webhook::body::{Body, Kind, SocketInfo};
+use crate::webhook::{Job, Message, Mode, OnDone, Outcome, Reply, message_id};
+
+/// Type marker of the forwarder's `MessageHandler` impl.
+pub enum ForwarderKind {}
+
+/// The catch-all message handler of every socket.
+pub struct Forwarder(pub Arc<Gateway>);
+
+impl MessageHandler<LocalAdapter, ForwarderKind> for Forwarder {
+    fn call(
+        &self,
+        socket: Arc<Socket<LocalAdapter>>,
+        mut value: socketioxide_core::Value,
+        ack_id: Option<i64>,
+    ) {
+        let ack =
+            ack_id.and_then(|_| AckSender::from_message_parts(&socket, &mut value, &ack_id).ok());
+        forward(&self.0, SocketRef::from(socket), &value, ack);
+    }
+}
+
+fn forward(
+    gateway: &Arc<Gateway>,
+    socket: SocketRef,
+    value: &socketioxide_core::Value,
+    ack: Option<AckSender>,
+) {
+    let Some(session) = socket.extensions.get::<Session>() else {
+        return;
+    };
+    let (event, args) = match decode_event(value) {
+        Ok(decoded) => decoded,
+        Err(err) => {
+            tracing::debug!(sid = %socket.id, %err, "unreadable event ignored");
+            return;
+        }
+    };
+    if is_reserved_event(&event) {
+        return answer(ack, json!({"error": "reserved_event"}));
+    }
+    if !session.is_active() {
+        return answer(ack, json!({"error": "unauthenticated"}));
+    }
+    if !session.allow_event() {
+        metrics::counter!(crate::metrics::WEBHOOK_DROPPED, "reason" => "rate_limited").increment(1);
+        let _ = socket.emit(
+            "rate_limited",
+            &json!({"event": event, "message": "too many events; slow down"}),
+        );
+        return answer(ack, json!({"error": "rate_limited"}));
+    }
+    gateway.counters.event_in();
+    metrics::counter!(crate::metrics::EVENTS_RECEIVED, "namespace" => session.namespace().to_owned()).increment(1);
+    let Some(entry) = gateway.catalog.namespace(session.namespace()) else {
+        return answer(ack, json!({"error": "Invalid namespace"}));
+    };
+    let subs: Vec<&Subscription> = entry
+        .subscriptions
+        .iter()
+        .filter(|s| s.wants_event(&event))
+        .collect();
+    // The first matching reply webhook answers the client's acknowledgement.
+    let reply_target = ack
+        .as_ref()
+        .and_then(|_| subs.iter().position(|s| s.webhook.reply));
+    let body = Body::new(
+        Kind::Event {
+            event: event.clone(),
+            args,
+            ack: ack.is_some(),
+        },
+        session.namespace(),
+        socket_info(&socket, &session),
+    );
+    let bytes = bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+    let mut ack = ack;
+    let mut accepted = true;
+    for (idx, sub) in subs.iter().enumerate() {
+        let targeted = Some(idx) == reply_target;
+        let job = Job {
+            webhook: sub.webhook.clone(),
+            message: Message {
+                id: message_id(),
+                event: event.clone(),
+                body: bytes.clone(),
+            },
+            mode: if targeted { Mode::Once } else { Mode::Retry },
+            on_done: sub
+                .webhook
+                .reply
+                .then(|| on_reply(socket.clone(), if targeted { ack.take() } else { None })),
+        };
+        if let Err(mut dropped) = session.queues().enqueue(&gateway.dispatcher, job) {
+            accepted = false;
+            if let Some(on_done) = dropped.on_done.take() {
+                on_done(Outcome::Failed(None));
+            }
+        }
+    }
+    if accepted {
+        answer(ack, json!({"ok": true}));
+    } else {
+        answer(ack, json!({"ok": false, "error": "queue_full"}));
+    }
+}
+
+/// Sends `value` as the one argument of an acknowledgement, when one is awaited.
+fn answer(ack: Option<AckSender>, value: serde_json::Value) {
+    if let Some(ack) = ack {
+        let _ = ack.send(&value);
+    }
+}
+
+/// What to do with a reply webhook's answer: ack (when it answers one), rooms, emits.
+fn on_reply(socket: SocketRef, ack: Option<AckSender>) -> OnDone {
+    Box::new(move |outcome| match outcome {
+        Outcome::Delivered(answer) => apply_reply(&socket, ack, Reply::parse(&answer)),
+        Outcome::Failed(status) => {
+            answer(ack, json!({"error": "webhook_failed", "status": status}))
+        }
+    })
+}
+
+/// Applies a reply: the ack first, then joins and leaves, then the emits in order.
+pub fn apply_reply(socket: &SocketRef, ack: Option<AckSender>, reply: Reply) {
+    if let Some(ack) = ack {
+        let _ = ack.send(&reply.ack.unwrap_or_default());
+    }
+    if !reply.join.is_empty() {
+        socket.join(reply.join);
+    }
+    if !reply.leave.is_empty() {
+        socket.leave(reply.leave);
+    }
+    for (event, args) in reply.emit {
+        send(socket, event, &args);
+    }
+}
+
+fn send(socket: &SocketRef, event: String, args: &Args) {
+    if let Err(err) = socket.emit(event, args) {
+        metrics::counter!(crate::metrics::EMITS, "outcome" => "dropped").increment(1);
+        tracing::debug!(sid = %socket.id, %err, "emit to socket failed");
+    }
+}
+
+/// Queues a `$connect` or `$disconnect` body for every webhook that asked for it, but `skip`.
+pub fn deliver_lifecycle(
+    gateway: &Arc<Gateway>,
+    socket: &SocketRef,
+    session: &Session,
+    entry: &NamespaceEntry,
+    pattern: &EventPattern,
+    body: &Body,
+    skip: Option<&str>,
+) {
+    let bytes = bytes::Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    for sub in entry
+        .subscriptions
+        .iter()
+        .filter(|s| s.wants_lifecycle(pattern))
+    {
+        if Some(sub.webhook.id.as_str()) == skip {
+            continue;
+        }
+        let job = Job {
+            webhook: sub.webhook.clone(),
+            message: Message {
+                id: message_id(),
+                event: body.event_name().to_owned(),
+                body: bytes.clone(),
+            },
+            mode: Mode::Retry,
+            on_done: sub.webhook.reply.then(|| on_reply(socket.clone(), None)),
+        };
+        let _ = session.queues().enqueue(&gateway.dispatcher, job);
+    }
+}
+
+/// The socket as webhook bodies show it.
+pub fn socket_info(socket: &SocketRef, session: &Session) -> SocketInfo {
+    SocketInfo {
+        id: socket.id.to_string(),
+        user_id: session.user_id(),
+        rooms: socket
+            .rooms()
+            .into_iter()
+            .filter(|room| room != INERT_ROOM)
+            .map(|room| room.to_string())
+            .collect(),
+    }
+}

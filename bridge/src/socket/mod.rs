@@ -1,0 +1,154 @@
+//! The Socket.IO side (SPEC 4): namespaces from the catalog, authentication, forwarding.
+//!
+//! - [`Gateway`] owns the `SocketIo` handle, registers every namespace the store has (and
+//!   removes deleted ones), and holds what the handlers share.
+//! - [`connect`]: admission (JWT, the `$connect` gate), the `authenticate` flow, disconnects.
+//! - [`forward`]: the catch-all handler that turns client events into webhook deliveries.
+//! - [`session`]: per-socket state; [`auth`]: JWT checks; [`v2_compat`]: the v2 query fix.
+
+pub mod auth;
+pub mod connect;
+pub mod forward;
+pub mod session;
+pub mod v2_compat;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use socketioxide::SocketIo;
+use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::stats::Counters;
+use crate::webhook::Dispatcher;
+use session::RateLimit;
+
+/// What every socket handler shares.
+pub struct Gateway {
+    /// The Socket.IO server handle (emits, rooms, namespaces).
+    pub io: SocketIo,
+    /// The in-memory catalog.
+    pub catalog: Catalog,
+    /// Webhook deliveries.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Live counters.
+    pub counters: Arc<Counters>,
+    /// Per-socket event rate limit.
+    pub rate: RateLimit,
+    registered: Mutex<HashSet<String>>,
+    /// Whether the store had `/` at the last catalog change.
+    root_in_store: Mutex<bool>,
+}
+
+impl Gateway {
+    /// Builds the Socket.IO layer with the configured Engine.IO settings and registers `/`.
+    pub fn build(
+        config: &Config,
+        catalog: Catalog,
+        dispatcher: Arc<Dispatcher>,
+        counters: Arc<Counters>,
+    ) -> (SocketIoLayer, Arc<Self>) {
+        let (layer, io) = SocketIo::builder()
+            .ping_interval(config.ping_interval)
+            .ping_timeout(config.ping_timeout)
+            .connect_timeout(config.connect_timeout)
+            .max_payload(config.max_payload)
+            .build_layer();
+        let gateway = Arc::new(Self {
+            io,
+            catalog,
+            dispatcher,
+            counters,
+            rate: config.event_rate,
+            registered: Mutex::new(HashSet::new()),
+            root_in_store: Mutex::new(false),
+        });
+        // v2 clients always join `/`, so it is always registered (socketioxide cannot delete it);
+        // without a `/` in the store its sockets stay inert.
+        gateway.register("/");
+        gateway.sync_namespaces();
+        (layer, gateway)
+    }
+
+    /// Keeps the registered namespaces equal to the catalog's, now and on every change.
+    fn sync_namespaces(self: &Arc<Self>) {
+        let mut rx = self.catalog.subscribe();
+        let gateway = Arc::downgrade(self);
+        self.apply_catalog(&rx.borrow_and_update().namespaces.keys().cloned().collect());
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some(gateway) = gateway.upgrade() else {
+                    return;
+                };
+                let names = rx.borrow_and_update().namespaces.keys().cloned().collect();
+                gateway.apply_catalog(&names);
+            }
+        });
+    }
+
+    fn apply_catalog(self: &Arc<Self>, names: &HashSet<String>) {
+        let registered = self
+            .registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for name in names.difference(&registered) {
+            self.register(name);
+        }
+        for name in registered.difference(names).filter(|n| *n != "/") {
+            self.unregister(name);
+        }
+        let has_root = names.contains("/");
+        let had_root = std::mem::replace(
+            &mut *self.root_in_store.lock().unwrap_or_else(|e| e.into_inner()),
+            has_root,
+        );
+        if had_root && !has_root {
+            self.disconnect_root();
+        }
+    }
+
+    fn register(self: &Arc<Self>, name: &str) {
+        let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        if !registered.insert(name.to_owned()) {
+            return;
+        }
+        let on_connect = {
+            let gateway = self.clone();
+            move |socket: SocketRef| connect::on_connect(gateway.clone(), socket)
+        };
+        let admit = {
+            let gateway = self.clone();
+            move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
+                connect::admit(gateway.clone(), socket, auth.ok())
+            }
+        };
+        self.io.ns(name.to_owned(), on_connect.with(admit));
+        tracing::info!(namespace = name, "namespace registered");
+    }
+
+    /// `/` left the store: it stays registered for v2 clients, but its sockets are disconnected.
+    fn disconnect_root(&self) {
+        if let Some(ops) = self.io.of("/") {
+            tokio::spawn(async move {
+                let _ = ops.disconnect().await;
+            });
+        }
+    }
+
+    /// Removes a namespace the store no longer has, disconnecting its sockets.
+    fn unregister(&self, name: &str) {
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.io.delete_ns(name);
+        tracing::info!(
+            namespace = name,
+            "namespace removed; its sockets were disconnected"
+        );
+    }
+}

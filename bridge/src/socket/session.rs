@@ -1,0 +1,190 @@
+//! Per-socket state, kept in the socket's extensions.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::webhook::body::Handshake;
+use crate::webhook::{Reply, SocketQueues};
+
+/// Room every socket that is not (yet) authenticated is in; emits leave it out.
+pub const INERT_ROOM: &str = "$inert";
+
+/// Everything the bridge knows of one socket.
+#[derive(Clone)]
+pub struct Session(Arc<Inner>);
+
+struct Inner {
+    namespace: String,
+    handshake: Handshake,
+    user_id: Mutex<Option<String>>,
+    claim_rooms: Mutex<Vec<String>>,
+    active: AtomicBool,
+    /// Admitted with its identity settled (no `authenticate` needed).
+    ready: AtomicBool,
+    /// Set once `connected` was counted, so `disconnected` is counted once too.
+    counted: AtomicBool,
+    connect_reply: Mutex<Option<Reply>>,
+    limiter: Mutex<TokenBucket>,
+    queues: SocketQueues,
+}
+
+impl Session {
+    /// A new, inactive session.
+    pub fn new(namespace: &str, handshake: Handshake, rate: RateLimit) -> Self {
+        Self(Arc::new(Inner {
+            namespace: namespace.to_owned(),
+            handshake,
+            user_id: Mutex::new(None),
+            claim_rooms: Mutex::new(Vec::new()),
+            active: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            counted: AtomicBool::new(false),
+            connect_reply: Mutex::new(None),
+            limiter: Mutex::new(TokenBucket::new(rate)),
+            queues: SocketQueues::default(),
+        }))
+    }
+
+    /// Namespace name.
+    pub fn namespace(&self) -> &str {
+        &self.0.namespace
+    }
+
+    /// What the client sent at the handshake.
+    pub fn handshake(&self) -> &Handshake {
+        &self.0.handshake
+    }
+
+    /// The user id, once known.
+    pub fn user_id(&self) -> Option<String> {
+        lock(&self.0.user_id).clone()
+    }
+
+    /// Sets the user id (from `sub`, or a `$connect` reply).
+    pub fn set_user_id(&self, user_id: Option<String>) {
+        *lock(&self.0.user_id) = user_id;
+    }
+
+    /// Rooms from the token's `rooms` claim.
+    pub fn claim_rooms(&self) -> Vec<String> {
+        lock(&self.0.claim_rooms).clone()
+    }
+
+    /// Records the token's `rooms` claim.
+    pub fn set_claim_rooms(&self, rooms: Vec<String>) {
+        *lock(&self.0.claim_rooms) = rooms;
+    }
+
+    /// Whether its events are forwarded and emits reach it.
+    pub fn is_active(&self) -> bool {
+        self.0.active.load(Ordering::Acquire)
+    }
+
+    /// Marks it admitted with its identity settled.
+    pub fn mark_ready(&self) {
+        self.0.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether it was admitted with its identity settled.
+    pub fn is_ready(&self) -> bool {
+        self.0.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks it active.
+    pub fn activate(&self) {
+        self.0.active.store(true, Ordering::Release);
+    }
+
+    /// True the first time only: whether this call should count the connection.
+    pub fn mark_counted(&self) -> bool {
+        !self.0.counted.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether the connection was counted.
+    pub fn was_counted(&self) -> bool {
+        self.0.counted.load(Ordering::Acquire)
+    }
+
+    /// Keeps a `$connect` reply to apply once the socket is connected.
+    pub fn set_connect_reply(&self, reply: Reply) {
+        *lock(&self.0.connect_reply) = Some(reply);
+    }
+
+    /// Takes the kept `$connect` reply.
+    pub fn take_connect_reply(&self) -> Option<Reply> {
+        lock(&self.0.connect_reply).take()
+    }
+
+    /// Takes one event from the rate limit; `false` when over it.
+    pub fn allow_event(&self) -> bool {
+        lock(&self.0.limiter).take(Instant::now())
+    }
+
+    /// This socket's delivery queues.
+    pub fn queues(&self) -> &SocketQueues {
+        &self.0.queues
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Events a socket may send: `per_second` on average, bursts up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained events per second.
+    pub per_second: f64,
+    /// Largest burst.
+    pub burst: f64,
+}
+
+/// A token bucket.
+#[derive(Debug)]
+struct TokenBucket {
+    rate: RateLimit,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: RateLimit) -> Self {
+        Self {
+            rate,
+            tokens: rate.burst,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate.per_second).min(self.rate.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bucket_allows_burst_then_refills() {
+        let mut bucket = TokenBucket::new(RateLimit {
+            per_second: 10.0,
+            burst: 3.0,
+        });
+        let t0 = bucket.last;
+        assert!((0..3).all(|_| bucket.take(t0)));
+        assert!(!bucket.take(t0));
+        assert!(bucket.take(t0 + Duration::from_millis(100)));
+        assert!(!bucket.take(t0 + Duration::from_millis(100)));
+    }
+}

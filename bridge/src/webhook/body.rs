@@ -1,0 +1,135 @@
+//! The JSON body of a delivery (SPEC 5).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Which socket a delivery is about.
+#[derive(Debug, Clone, Serialize)]
+pub struct SocketInfo {
+    /// Socket id.
+    pub id: String,
+    /// `sub` of its token, or the id a `$connect` reply gave.
+    pub user_id: Option<String>,
+    /// Rooms it is in.
+    pub rooms: Vec<String>,
+}
+
+/// What the client sent at the handshake, for `$connect`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Handshake {
+    /// The auth payload of a v3/v4 client, or null.
+    pub auth: Value,
+    /// Query parameters of the handshake request.
+    pub query: BTreeMap<String, String>,
+    /// `origin` and `user-agent`.
+    pub headers: BTreeMap<String, String>,
+    /// `ip:port` of the client.
+    pub address: String,
+}
+
+/// `type`-specific part of a body.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Kind {
+    /// A client event.
+    Event {
+        /// Event name.
+        event: String,
+        /// All arguments, binaries as `$binary`.
+        args: Vec<Value>,
+        /// Whether the client waits for an acknowledgement.
+        ack: bool,
+    },
+    /// A socket connected.
+    Connect {
+        /// Its handshake.
+        handshake: Handshake,
+    },
+    /// A socket went away.
+    Disconnect {
+        /// Why, as socketioxide names it.
+        reason: String,
+    },
+}
+
+/// A whole delivery body.
+#[derive(Debug, Clone, Serialize)]
+pub struct Body {
+    /// The kind and its fields.
+    #[serde(flatten)]
+    pub kind: Kind,
+    /// Namespace name.
+    pub namespace: String,
+    /// The socket.
+    pub socket: SocketInfo,
+    /// When the bridge saw it (RFC 3339, ms).
+    pub timestamp: String,
+}
+
+impl Body {
+    /// A body stamped now.
+    pub fn new(kind: Kind, namespace: &str, socket: SocketInfo) -> Self {
+        Self {
+            kind,
+            namespace: namespace.to_owned(),
+            socket,
+            timestamp: admin_api::model::Timestamp::now().to_rfc3339(),
+        }
+    }
+
+    /// The event name deliveries record: the client event, `$connect` or `$disconnect`.
+    pub fn event_name(&self) -> &str {
+        match &self.kind {
+            Kind::Event { event, .. } => event,
+            Kind::Connect { .. } => "$connect",
+            Kind::Disconnect { .. } => "$disconnect",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn event_body_has_the_spec_fields() {
+        let socket = SocketInfo {
+            id: "s1".into(),
+            user_id: Some("u1".into()),
+            rooms: vec!["r".into()],
+        };
+        let body = Body::new(
+            Kind::Event {
+                event: "message".into(),
+                args: vec![json!("hi")],
+                ack: true,
+            },
+            "/chat",
+            socket,
+        );
+        let v = serde_json::to_value(&body).unwrap();
+        assert_eq!(v["type"], "event");
+        assert_eq!(v["namespace"], "/chat");
+        assert_eq!(v["event"], "message");
+        assert_eq!(v["args"], json!(["hi"]));
+        assert_eq!(v["ack"], true);
+        assert_eq!(
+            v["socket"],
+            json!({"id": "s1", "user_id": "u1", "rooms": ["r"]})
+        );
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+        let d = serde_json::to_value(Body::new(
+            Kind::Disconnect {
+                reason: "client namespace disconnect".into(),
+            },
+            "/chat",
+            body.socket.clone(),
+        ))
+        .unwrap();
+        assert_eq!(d["type"], "disconnect");
+        assert!(d.get("event").is_none() && d.get("args").is_none());
+    }
+}

@@ -1,0 +1,16 @@
+//! Webhooks: the body, Standard Webhooks signing, sending with retries, and reply parsing.
+
+pub mod body;
+pub mod dispatch;
+pub mod reply;
+pub mod sender;
+pub mod sign;
+
+pub use dispatch::{Dispatcher, Job, Mode, OnDone, Outcome, SocketQueues};
+pub use reply::Reply;
+pub use sender::Message;
+
+/// A new delivery id, as the `webhook-id` header carries it.
+pub fn message_id() -> String {
+    format!("msg_{}", uuid::Uuid::now_v7().simple())
+}

@@ -1,0 +1,229 @@
+//! One HTTP attempt of a delivery, and what its outcome means for retrying.
+
+use std::time::{Duration, Instant};
+
+use admin_api::model::Webhook;
+use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+
+use super::sign::signature_header;
+
+/// Longest `Retry-After` honoured; a larger one is clamped to this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Largest response body read (a reply is small; more is cut).
+const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
+/// A message to one webhook: its stable id and the serialized body.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// `msg_…`; the same on every attempt.
+    pub id: String,
+    /// Event name, for logs and the delivery record.
+    pub event: String,
+    /// The JSON body, serialized once.
+    pub body: Bytes,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone)]
+pub enum Attempt {
+    /// A 2xx answer with its body.
+    Success {
+        /// Status code.
+        status: u16,
+        /// Response body (at most 1 MiB).
+        body: Bytes,
+    },
+    /// Worth another try: network error, timeout, 408, 429, 5xx.
+    Retryable {
+        /// Status code, when one came back.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+        /// The server's `Retry-After`, clamped.
+        retry_after: Option<Duration>,
+    },
+    /// Not worth another try: other 4xx (and 3xx: redirects are never followed).
+    Final {
+        /// Status code.
+        status: u16,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Sends attempts over one shared HTTP client (connection pool, keep-alive).
+#[derive(Debug, Clone)]
+pub struct Sender {
+    http: reqwest::Client,
+}
+
+impl Sender {
+    /// A sender that never follows redirects.
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("HTTP client with the process-wide TLS provider");
+        Self { http }
+    }
+
+    /// POSTs `message` to `hook`, signed now, within the hook's timeout.
+    pub async fn attempt(&self, hook: &Webhook, message: &Message) -> Attempt {
+        let now = chrono::Utc::now();
+        let timestamp = now.timestamp();
+        let headers = match headers(hook, message, timestamp, now.timestamp_millis()) {
+            Ok(headers) => headers,
+            Err(error) => return Attempt::Final { status: 0, error },
+        };
+        let started = Instant::now();
+        let result = self
+            .http
+            .post(&hook.url)
+            .headers(headers)
+            .timeout(Duration::from_millis(hook.timeout_ms))
+            .body(message.body.clone())
+            .send()
+            .await;
+        let outcome = match result {
+            Ok(resp) => classify(resp).await,
+            Err(err) => Attempt::Retryable {
+                status: None,
+                error: describe(&err),
+                retry_after: None,
+            },
+        };
+        record(&outcome, started.elapsed());
+        outcome
+    }
+}
+
+impl Default for Sender {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn headers(
+    hook: &Webhook,
+    message: &Message,
+    timestamp: i64,
+    now_ms: i64,
+) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &hook.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+        let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+        headers.insert(name, value);
+    }
+    let signature = signature_header(
+        &hook.signing_secrets(now_ms),
+        &message.id,
+        timestamp,
+        &message.body,
+    );
+    let pairs = [
+        (CONTENT_TYPE, "application/json".to_owned()),
+        (
+            USER_AGENT,
+            concat!("bridge/", env!("CARGO_PKG_VERSION")).to_owned(),
+        ),
+        (HeaderName::from_static("webhook-id"), message.id.clone()),
+        (
+            HeaderName::from_static("webhook-timestamp"),
+            timestamp.to_string(),
+        ),
+        (HeaderName::from_static("webhook-signature"), signature),
+    ];
+    for (name, value) in pairs {
+        headers.insert(
+            name,
+            HeaderValue::from_str(&value).map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(headers)
+}
+
+async fn classify(resp: reqwest::Response) -> Attempt {
+    let status = resp.status().as_u16();
+    if resp.status().is_success() {
+        let body = read_limited(resp).await;
+        return Attempt::Success { status, body };
+    }
+    let retry_after = resp
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let error = format!("HTTP {status}");
+    if status == 408 || status == 429 || status >= 500 {
+        Attempt::Retryable {
+            status: Some(status),
+            error,
+            retry_after,
+        }
+    } else {
+        Attempt::Final { status, error }
+    }
+}
+
+async fn read_limited(mut resp: reqwest::Response) -> Bytes {
+    let mut buf = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        if buf.len() + chunk.len() > MAX_REPLY_BYTES {
+            break;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Bytes::from(buf)
+}
+
+/// `Retry-After` in seconds or as an HTTP date, clamped to [`MAX_RETRY_AFTER`].
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let delay = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+        let ms = (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
+        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
+}
+
+fn describe(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        "timed out".into()
+    } else if err.is_connect() {
+        format!("connection failed: {err}")
+    } else {
+        err.to_string()
+    }
+}
+
+fn record(outcome: &Attempt, elapsed: Duration) {
+    let label = match outcome {
+        Attempt::Success { .. } => "success",
+        Attempt::Retryable { .. } => "retryable_error",
+        Attempt::Final { .. } => "final_error",
+    };
+    metrics::counter!(crate::metrics::WEBHOOK_ATTEMPTS, "outcome" => label).increment(1);
+    metrics::histogram!(crate::metrics::WEBHOOK_LATENCY).record(elapsed.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_dates_and_clamp() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("100000"), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

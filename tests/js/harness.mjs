@@ -1,0 +1,211 @@
+// Test harness: the real `bridge` binary on port 0, a webhook receiver on loopback, admin helpers,
+// and the official socket.io-client v4 and v2.
+
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdtempSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { once } from "node:events";
+import { io as ioV4 } from "socket.io-client";
+import ioV2 from "socket.io-client-v2";
+import { Webhook } from "standardwebhooks";
+import { SignJWT } from "jose";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+const targetDir = process.env.CARGO_TARGET_DIR ?? join(root, "target");
+export const BRIDGE_BIN = process.env.BRIDGE_BIN ?? join(targetDir, "debug", "bridge");
+
+/** Starts the bridge on a fresh SQLite file; resolves once it logged its addresses. */
+export async function startBridge(env = {}) {
+  if (!existsSync(BRIDGE_BIN)) throw new Error(`${BRIDGE_BIN} is missing: run cargo build first`);
+  const dir = mkdtempSync(join(tmpdir(), "bridge-js-"));
+  const token = `admin-${Math.random().toString(36).slice(2)}`;
+  const child = spawn(BRIDGE_BIN, ["serve"], {
+    env: {
+      PATH: process.env.PATH,
+      RUST_LOG: process.env.BRIDGE_TEST_LOG ?? "warn,bridge::app=info",
+      BRIDGE_LISTEN: "127.0.0.1:0",
+      BRIDGE_ADMIN_LISTEN: "127.0.0.1:0",
+      DATABASE_URL: `sqlite://${join(dir, "bridge.db")}`,
+      BRIDGE_ADMIN_TOKEN: token,
+      ...env,
+    },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let log = "";
+  const addresses = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`bridge did not start:\n${log}`)), 15000);
+    child.stderr.on("data", (chunk) => {
+      log += chunk;
+      const m = log.match(/listening public=(\S+) admin=(\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ public: m[1], admin: m[2] });
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`bridge exited with ${code}:\n${log}`)));
+  });
+  const bridge = {
+    url: `http://${addresses.public}`,
+    adminUrl: `http://${addresses.admin}`,
+    token,
+    log: () => log,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill("SIGTERM");
+      await once(child, "exit");
+    },
+    async admin(method, path, body) {
+      const res = await fetch(`${bridge.adminUrl}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : null };
+    },
+    async createNamespace(body) {
+      const res = await bridge.admin("POST", "/admin/namespaces", body);
+      if (res.status !== 201) throw new Error(`namespace: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body;
+    },
+    async createWebhook(namespaceId, body) {
+      const res = await bridge.admin("POST", `/admin/namespaces/${namespaceId}/webhooks`, body);
+      if (res.status !== 201) throw new Error(`webhook: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body;
+    },
+  };
+  return bridge;
+}
+
+/**
+ * A webhook receiver on 127.0.0.1:0. `handler(req)` (req = {headers, raw, json, path}) may return
+ * {status, body, headers, delayMs}; default is 200 with an empty JSON object.
+ */
+export async function startReceiver(handler = () => ({})) {
+  const received = [];
+  const waiters = new Set();
+  const server = createServer(async (req, res) => {
+    const chunks = [];
+    for await (const chunk of req) chunks.push(chunk);
+    const raw = Buffer.concat(chunks).toString("utf8");
+    let json = null;
+    try {
+      json = JSON.parse(raw);
+    } catch {}
+    const entry = { headers: req.headers, raw, json, path: req.url, at: Date.now() };
+    received.push(entry);
+    for (const w of waiters) w();
+    const answer = (await handler(entry)) ?? {};
+    if (answer.delayMs) await new Promise((r) => setTimeout(r, answer.delayMs));
+    const body = answer.body === undefined ? {} : answer.body;
+    res.writeHead(answer.status ?? 200, { "content-type": "application/json", ...(answer.headers ?? {}) });
+    res.end(typeof body === "string" ? body : JSON.stringify(body));
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    received,
+    /** Resolves when `predicate(received)` holds (checked on each delivery), or rejects after `ms`. */
+    async waitFor(predicate, ms = 5000) {
+      if (predicate(received)) return received;
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (predicate(received)) {
+            waiters.delete(check);
+            clearTimeout(timer);
+            resolve(received);
+          }
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`receiver: condition not met in ${ms} ms; got ${received.length} deliveries`));
+        }, ms);
+        waiters.add(check);
+      });
+    },
+    events(type = "event") {
+      return received.filter((r) => r.json?.type === type);
+    },
+    close() {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+/** Verifies a delivery with the `standardwebhooks` package (an independent implementation). */
+export function verifySignature(secret, delivery) {
+  return new Webhook(secret).verify(delivery.raw, {
+    "webhook-id": delivery.headers["webhook-id"],
+    "webhook-timestamp": delivery.headers["webhook-timestamp"],
+    "webhook-signature": delivery.headers["webhook-signature"],
+  });
+}
+
+/** A client of the given generation ("v4" or "v2") on `url` (base + namespace). */
+export function connect(version, url, opts = {}) {
+  const base = { forceNew: true, reconnection: false, timeout: 5000, ...opts };
+  return version === "v2" ? ioV2(url, base) : ioV4(url, base);
+}
+
+/** Resolves with the first `event` of `socket` (its arguments as an array), or rejects after `ms`. */
+export function next(socket, event, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} in ${ms} ms`)), ms);
+    socket.once(event, (...args) => {
+      clearTimeout(timer);
+      resolve(args);
+    });
+  });
+}
+
+/** Emits with an acknowledgement; resolves with the ack's arguments. */
+export function emitWithAck(socket, event, ...args) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ack for ${event}`)), 8000);
+    socket.emit(event, ...args, (...ackArgs) => {
+      clearTimeout(timer);
+      resolve(ackArgs);
+    });
+  });
+}
+
+/** Connects and resolves once connected, or rejects with the connect error. */
+export async function connected(version, url, opts = {}) {
+  const socket = connect(version, url, opts);
+  try {
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${version} client did not connect to ${url}`)), 5000);
+      const fail = (err) => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      socket.once("connect", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.once("connect_error", fail);
+      socket.once("error", fail);
+    });
+  } catch (err) {
+    socket.close();
+    throw err;
+  }
+  return socket;
+}
+
+/** An HS256 token for `secret`. */
+export async function hsToken(secret, claims = {}, { expiresIn = "1h" } = {}) {
+  let jwt = new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt();
+  if (expiresIn) jwt = jwt.setExpirationTime(expiresIn);
+  return jwt.sign(new TextEncoder().encode(secret));
+}
+
+/** Waits `ms` milliseconds. */
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
