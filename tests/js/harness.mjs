@@ -148,6 +148,16 @@ export function verifySignature(secret, delivery) {
   });
 }
 
+/** Whether `delivery` carries a valid signature of `secret`. */
+export function signedBy(secret, delivery) {
+  try {
+    verifySignature(secret, delivery);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A client of the given generation ("v4" or "v2") on `url` (base + namespace). */
 export function connect(version, url, opts = {}) {
   const base = { forceNew: true, reconnection: false, timeout: 5000, ...opts };
@@ -209,3 +219,28 @@ export async function hsToken(secret, claims = {}, { expiresIn = "1h" } = {}) {
 
 /** Waits `ms` milliseconds. */
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A bridge with one namespace and webhooks pointing at one receiver.
+ * `hooks` are webhook bodies without `url` (the receiver's is used unless given).
+ */
+export async function setup({ namespace = "/chat", auth, hooks = [], env, handler } = {}) {
+  const bridge = await startBridge(env);
+  const receiver = await startReceiver(handler);
+  const ns = await bridge.createNamespace(auth ? { name: namespace, auth } : { name: namespace });
+  const webhooks = [];
+  for (const hook of hooks) webhooks.push(await bridge.createWebhook(ns.id, { url: receiver.url, ...hook }));
+  // Admin changes reach the gateway within a second; locally they are near-immediate.
+  await sleep(200);
+  return {
+    bridge,
+    receiver,
+    ns,
+    webhooks,
+    url: `${bridge.url}${namespace === "/" ? "" : namespace}`,
+    async close() {
+      receiver.close();
+      await bridge.stop();
+    },
+  };
+}

@@ -56,6 +56,8 @@ impl Gateway {
             .ping_timeout(config.ping_timeout)
             .connect_timeout(config.connect_timeout)
             .max_payload(config.max_payload)
+            // `max_payload` bounds polling bodies; WebSocket messages have their own limit.
+            .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
             .build_layer();
         let gateway = Arc::new(Self {
             io,
@@ -132,11 +134,8 @@ impl Gateway {
 
     /// `/` left the store: it stays registered for v2 clients, but its sockets are disconnected.
     fn disconnect_root(&self) {
-        if let Some(ops) = self.io.of("/") {
-            tokio::spawn(async move {
-                let _ = ops.disconnect().await;
-            });
-        }
+        let io = self.io.clone();
+        tokio::spawn(async move { disconnect_all(&io, "/").await });
     }
 
     /// Removes a namespace the store no longer has, disconnecting its sockets.
@@ -145,10 +144,24 @@ impl Gateway {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
-        self.io.delete_ns(name);
-        tracing::info!(
-            namespace = name,
-            "namespace removed; its sockets were disconnected"
-        );
+        // socketioxide's `delete_ns` polls the namespace's close only once (`now_or_never`), so
+        // its sockets may stay connected: disconnect them first, then delete. New connections
+        // are refused meanwhile, since the catalog no longer has the namespace.
+        let io = self.io.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            disconnect_all(&io, &name).await;
+            io.delete_ns(&name);
+            tracing::info!(namespace = %name, "namespace removed; its sockets were disconnected");
+        });
+    }
+}
+
+/// Disconnects every socket of `namespace` (`broadcast()` is what makes "no room" mean "all").
+async fn disconnect_all(io: &SocketIo, namespace: &str) {
+    if let Some(ops) = io.of(namespace)
+        && let Err(err) = ops.broadcast().disconnect().await
+    {
+        tracing::warn!(namespace, %err, "could not disconnect every socket");
     }
 }

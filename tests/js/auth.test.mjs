@@ -1,0 +1,206 @@
+// SPEC 4 authentication with the official clients: token sources, refusals, the authenticate flow.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { SignJWT, importPKCS8 } from "jose";
+import { setup, connected, connect, next, hsToken, emitWithAck, sleep } from "./harness.mjs";
+
+const SECRET = "test-secret";
+const jwt = { mode: "jwt", algorithm: "HS256", secret: SECRET, issuer: "tests", audience: "bridge", timeout_ms: 800 };
+const claims = (sub, extra = {}) => ({ sub, iss: "tests", aud: "bridge", ...extra });
+
+test("a token is read from the auth payload, the query and the Authorization header", async () => {
+  const env = await setup({ auth: jwt, hooks: [{ events: ["*"] }] });
+  try {
+    const token = await hsToken(SECRET, claims("u1", { rooms: ["vip"] }));
+    const cases = [
+      ["v4", { auth: { token } }],
+      ["v4", { query: { token } }],
+      ["v4", { extraHeaders: { authorization: `Bearer ${token}` } }],
+      ["v2", { query: { token } }],
+      ["v2", { extraHeaders: { authorization: `Bearer ${token}` } }],
+    ];
+    for (const [i, [version, opts]] of cases.entries()) {
+      const socket = await connected(version, env.url, opts);
+      socket.emit("hello", version);
+      await env.receiver.waitFor(() => env.receiver.events().length === i + 1);
+      socket.close();
+    }
+    const bodies = env.receiver.events();
+    assert.equal(bodies.length, cases.length);
+    for (const body of bodies) {
+      assert.equal(body.json.socket.user_id, "u1");
+      assert.ok(body.json.socket.rooms.includes("user:u1"), JSON.stringify(body.json.socket));
+      assert.ok(body.json.socket.rooms.includes("vip"), "rooms claim joined");
+      assert.ok(body.json.socket.rooms.includes(body.json.socket.id), "own id room");
+    }
+  } finally {
+    await env.close();
+  }
+});
+
+test("bad, expired, wrong-issuer and wrong-algorithm tokens are refused with unauthorized", async () => {
+  const env = await setup({ auth: jwt });
+  try {
+    const bad = [
+      await hsToken("wrong-secret", claims("u1")),
+      await hsToken(SECRET, claims("u1", { exp: Math.floor(Date.now() / 1000) - 120 }), { expiresIn: null }),
+      await hsToken(SECRET, { ...claims("u1"), iss: "someone-else" }),
+      await hsToken(SECRET, { iss: "tests", aud: "bridge" }),
+      await new SignJWT(claims("u1")).setProtectedHeader({ alg: "HS384" }).sign(new TextEncoder().encode(SECRET)),
+      "not-a-jwt",
+    ];
+    for (const token of bad) {
+      const err = await connected("v4", env.url, { auth: { token } }).then(
+        () => null,
+        (e) => e,
+      );
+      assert.ok(err, "refused");
+      assert.equal(err.message, "unauthorized");
+    }
+    // v2: the error packet carries the message.
+    const err = await connected("v2", env.url, { query: { token: bad[0] } }).then(
+      () => null,
+      (e) => e,
+    );
+    assert.deepEqual(err, { message: "unauthorized" });
+  } finally {
+    await env.close();
+  }
+});
+
+test("RS256, ES256 and EdDSA namespaces verify with their public keys", async () => {
+  const algs = [
+    ["RS256", generateKeyPairSync("rsa", { modulusLength: 2048 })],
+    ["ES256", generateKeyPairSync("ec", { namedCurve: "P-256" })],
+    ["EdDSA", generateKeyPairSync("ed25519")],
+  ];
+  for (const [alg, { publicKey, privateKey }] of algs) {
+    const env = await setup({
+      auth: { mode: "jwt", algorithm: alg, public_key: publicKey.export({ type: "spki", format: "pem" }) },
+    });
+    try {
+      const key = await importPKCS8(privateKey.export({ type: "pkcs8", format: "pem" }), alg);
+      const token = await new SignJWT({ sub: `user-${alg}` }).setProtectedHeader({ alg }).setExpirationTime("1h").sign(key);
+      const socket = await connected("v4", env.url, { auth: { token } });
+      socket.close();
+      const forged = await hsToken("x", { sub: "u" });
+      await assert.rejects(connected("v4", env.url, { auth: { token: forged } }), { message: "unauthorized" });
+    } finally {
+      await env.close();
+    }
+  }
+});
+
+test("without a handshake token a socket is inert until authenticate succeeds", async () => {
+  const env = await setup({ auth: jwt, hooks: [{ events: ["*", "$connect"] }] });
+  try {
+    for (const version of ["v4", "v2"]) {
+      const socket = await connected(version, env.url);
+      const ack = await emitWithAck(socket, "early", 1);
+      assert.deepEqual(ack, [{ error: "unauthenticated" }]);
+      const authed = next(socket, "authenticated");
+      socket.emit("authenticate", { token: await hsToken(SECRET, claims(`late-${version}`)) });
+      assert.deepEqual(await authed, [{ user_id: `late-${version}` }]);
+      socket.emit("after", version);
+      await env.receiver.waitFor((r) => r.some((d) => d.json?.event === "after" && d.json.args[0] === version));
+      socket.close();
+    }
+    const events = env.receiver.events().map((d) => d.json.event);
+    assert.ok(!events.includes("early"), "nothing is forwarded before authentication");
+    assert.equal(env.receiver.events("connect").length, 2, "$connect is sent once authenticated");
+  } finally {
+    await env.close();
+  }
+});
+
+test("authenticate with a bad token gets authenticate_failed then a disconnect; silence times out", async () => {
+  const env = await setup({ auth: jwt });
+  try {
+    const socket = await connected("v4", env.url);
+    const failed = next(socket, "authenticate_failed");
+    const gone = next(socket, "disconnect");
+    socket.emit("authenticate", { token: "garbage" });
+    assert.deepEqual(await failed, [{ message: "unauthorized" }]);
+    await gone;
+
+    const silent = await connected("v2", env.url);
+    const started = Date.now();
+    await next(silent, "disconnect", 3000);
+    assert.ok(Date.now() - started >= 500, "disconnected after timeout_ms");
+  } finally {
+    await env.close();
+  }
+});
+
+test("an unknown namespace answers Invalid namespace; one created later connects", async () => {
+  const env = await setup();
+  try {
+    await assert.rejects(connected("v4", `${env.bridge.url}/nope`), { message: "Invalid namespace" });
+    const err = await connected("v2", `${env.bridge.url}/nope`).then(() => null, (e) => e);
+    assert.deepEqual(err, { message: "Invalid namespace" });
+    await env.bridge.createNamespace({ name: "/later" });
+    await sleep(200);
+    const socket = await connected("v4", `${env.bridge.url}/later`);
+    socket.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("deleting a namespace disconnects its sockets", async () => {
+  const env = await setup();
+  try {
+    const a = await connected("v4", env.url);
+    const b = await connected("v2", env.url);
+    const gone = Promise.all([next(a, "disconnect"), next(b, "disconnect")]);
+    const res = await env.bridge.admin("DELETE", `/admin/namespaces/${env.ns.id}`);
+    assert.equal(res.status, 204);
+    await gone;
+  } finally {
+    await env.close();
+  }
+});
+
+test("a v2 client with a query on a custom namespace connects (the CONNECT query fix)", async () => {
+  const env = await setup({ hooks: [{ events: ["*", "$connect"] }] });
+  try {
+    const socket = await connected("v2", env.url, { query: { team: "blue" } });
+    socket.emit("ping-me", 1);
+    await env.receiver.waitFor((r) => r.some((d) => d.json?.event === "ping-me"));
+    const hello = env.receiver.events("connect")[0].json;
+    assert.equal(hello.namespace, "/chat");
+    assert.equal(hello.handshake.query.team, "blue");
+    socket.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("v2 clients on a / the store lacks are admitted but inert; v4 clients are refused", async () => {
+  const env = await setup({ hooks: [{ events: ["*"] }] });
+  try {
+    const root = await connected("v2", env.bridge.url);
+    root.emit("lost", 1);
+    await assert.rejects(connected("v4", env.bridge.url), { message: "Invalid namespace" });
+    await sleep(300);
+    assert.equal(env.receiver.received.length, 0);
+    root.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("a v4 client that never sends CONNECT is closed after the connect timeout", async () => {
+  const env = await setup({ env: { BRIDGE_CONNECT_TIMEOUT_MS: "300", BRIDGE_PING_INTERVAL_MS: "400" } });
+  try {
+    const socket = connect("v4", env.url, { autoConnect: false });
+    socket.io.open();
+    const [handshake] = await next(socket.io.engine, "handshake");
+    assert.equal(handshake.pingInterval, 400, "ping interval comes from the config");
+    await next(socket.io.engine, "close", 3000);
+  } finally {
+    await env.close();
+  }
+});

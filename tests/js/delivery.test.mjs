@@ -1,0 +1,155 @@
+// SPEC 5 delivery: retries, final failures, isolation of dead endpoints, the event rate limit, metrics.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { setup, startReceiver, connected, next, emitWithAck, sleep } from "./harness.mjs";
+
+test("retryable failures are retried with the same webhook-id until a 2xx", async () => {
+  const answers = [500, 503, 200];
+  const env = await setup({ hooks: [{ events: ["*"] }], handler: () => ({ status: answers.shift() ?? 200 }) });
+  try {
+    const socket = await connected("v4", env.url);
+    socket.emit("flaky", 1);
+    const got = await env.receiver.waitFor((r) => r.length === 3, 10000);
+    const ids = new Set(got.map((d) => d.headers["webhook-id"]));
+    assert.equal(ids.size, 1, "one id on every attempt");
+    assert.ok(got[2].at - got[0].at >= 200, "backoff between attempts");
+    await sleep(1500);
+    assert.equal(env.receiver.received.length, 3, "no attempt after the 2xx");
+    const stats = await env.bridge.admin("GET", "/admin/stats");
+    assert.equal(stats.body.webhooks_sent, 1);
+    socket.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("429 honours Retry-After", async () => {
+  const answers = [{ status: 429, headers: { "retry-after": "1" } }, { status: 200 }];
+  const env = await setup({ hooks: [{ events: ["*"] }], handler: () => answers.shift() ?? {} });
+  try {
+    const socket = await connected("v4", env.url);
+    socket.emit("busy", 1);
+    const got = await env.receiver.waitFor((r) => r.length === 2, 10000);
+    assert.ok(got[1].at - got[0].at >= 950, `waited ${got[1].at - got[0].at} ms`);
+    socket.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("a 400 is final: no retry, and the failure is recorded in deliveries", async () => {
+  const env = await setup({ hooks: [{ events: ["*"] }], handler: () => ({ status: 400 }) });
+  try {
+    const socket = await connected("v4", env.url);
+    socket.emit("rejected", { n: 1 });
+    await env.receiver.waitFor((r) => r.length === 1);
+    await sleep(1500);
+    assert.equal(env.receiver.received.length, 1);
+    const list = await env.bridge.admin("GET", `/admin/deliveries?webhook=${env.webhooks[0].id}&status=failed`);
+    assert.equal(list.status, 200);
+    assert.equal(list.body.length, 1);
+    const record = list.body[0];
+    assert.equal(record.id, env.receiver.received[0].headers["webhook-id"]);
+    assert.equal(record.event, "rejected");
+    assert.equal(record.last_status, 400);
+    assert.equal(record.attempts, 1);
+    assert.deepEqual(record.payload.args, [{ n: 1 }]);
+    const stats = await env.bridge.admin("GET", "/admin/stats");
+    assert.equal(stats.body.webhooks_failed, 1);
+    socket.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("a dead endpoint and a slow one block neither a live endpoint nor the socket", async () => {
+  const slow = await startReceiver(() => ({ delayMs: 4000 }));
+  const env = await setup({
+    hooks: [
+      { events: ["*"], url: "http://127.0.0.1:1/dead", timeout_ms: 500 },
+      { events: ["*"], url: slow.url, timeout_ms: 5000 },
+      { events: ["*"] },
+    ],
+  });
+  try {
+    const socket = await connected("v4", env.url);
+    const started = Date.now();
+    for (let i = 0; i < 20; i++) {
+      assert.deepEqual(await emitWithAck(socket, "tick", i), [{ ok: true }], "acks do not wait for webhooks");
+    }
+    await env.receiver.waitFor((r) => r.length === 20, 3000);
+    assert.ok(Date.now() - started < 3000, "the live endpoint got everything promptly");
+    assert.deepEqual(env.receiver.received.map((d) => d.json.args[0]), [...Array(20).keys()]);
+    socket.close();
+  } finally {
+    slow.close();
+    await env.close();
+  }
+});
+
+test("a socket over the event rate limit gets rate_limited and nothing more is forwarded", async () => {
+  const env = await setup({
+    hooks: [{ events: ["*"] }],
+    env: { BRIDGE_EVENT_RATE_LIMIT: "1", BRIDGE_EVENT_RATE_BURST: "5" },
+  });
+  try {
+    for (const version of ["v4", "v2"]) {
+      const socket = await connected(version, env.url);
+      const warned = next(socket, "rate_limited");
+      const acks = [];
+      for (let i = 0; i < 8; i++) acks.push(await emitWithAck(socket, "spam", i));
+      assert.deepEqual(acks.slice(0, 5), Array(5).fill([{ ok: true }]));
+      assert.deepEqual(acks.slice(5), Array(3).fill([{ error: "rate_limited" }]));
+      const [warning] = await warned;
+      assert.equal(warning.event, "spam");
+      socket.close();
+    }
+    await sleep(300);
+    assert.equal(env.receiver.received.length, 10);
+  } finally {
+    await env.close();
+  }
+});
+
+test("metrics and stats count connections, events and webhook attempts", async () => {
+  const env = await setup({ hooks: [{ events: ["*"] }] });
+  try {
+    const socket = await connected("v4", env.url);
+    await emitWithAck(socket, "counted", 1);
+    await env.receiver.waitFor((r) => r.length === 1);
+    await sleep(100);
+    const stats = (await env.bridge.admin("GET", "/admin/stats")).body;
+    assert.deepEqual(stats.connections, { "/chat": 1 });
+    assert.equal(stats.events_in, 1);
+    assert.equal(stats.webhooks_sent, 1);
+    const metrics = await (await fetch(`${env.bridge.adminUrl}/metrics`)).text();
+    for (const series of [
+      'bridge_connections{namespace="/chat"} 1',
+      'bridge_events_received_total{namespace="/chat"} 1',
+      'bridge_webhook_attempts_total{outcome="success"} 1',
+      "bridge_webhook_duration_seconds_bucket",
+    ]) {
+      assert.ok(metrics.includes(series), `${series} in /metrics`);
+    }
+    socket.close();
+    await sleep(200);
+    assert.deepEqual((await env.bridge.admin("GET", "/admin/stats")).body.connections, {});
+  } finally {
+    await env.close();
+  }
+});
+
+test("a payload over BRIDGE_MAX_PAYLOAD closes the connection instead of being forwarded", async () => {
+  const env = await setup({ hooks: [{ events: ["*"] }], env: { BRIDGE_MAX_PAYLOAD: "2000" } });
+  try {
+    const socket = await connected("v4", env.url, { transports: ["websocket"] });
+    const gone = next(socket, "disconnect");
+    socket.emit("big", "x".repeat(5000));
+    await gone;
+    await sleep(200);
+    assert.equal(env.receiver.received.length, 0);
+  } finally {
+    await env.close();
+  }
+});

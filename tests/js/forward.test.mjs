@@ -1,0 +1,251 @@
+// SPEC 5 forwarding with the official clients: bodies, signatures, acks, replies, order, lifecycle.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { setup, connected, next, emitWithAck, verifySignature, signedBy, hsToken, sleep } from "./harness.mjs";
+
+const BOTH = ["v4", "v2"];
+
+test("every event goes out signed (standardwebhooks verifies it) with the SPEC 5 body", async () => {
+  const env = await setup({ hooks: [{ events: ["chat:*"] }, { events: ["other"] }] });
+  try {
+    const socket = await connected("v4", env.url, { auth: { app: "web" } });
+    socket.emit("chat:message", "hello", { x: 1 }, [1, 2]);
+    socket.emit("ignored", 1);
+    socket.emit("$internal", 1);
+    await env.receiver.waitFor((r) => r.length >= 1);
+    await sleep(300);
+    assert.equal(env.receiver.received.length, 1, "only the matching webhook, never $-names");
+    const delivery = env.receiver.received[0];
+    assert.deepEqual(verifySignature(env.webhooks[0].secret, delivery), delivery.json);
+    assert.match(delivery.headers["webhook-id"], /^msg_/);
+    assert.match(delivery.headers["user-agent"], /^bridge\//);
+    assert.equal(delivery.headers["content-type"], "application/json");
+    const body = delivery.json;
+    assert.equal(body.type, "event");
+    assert.equal(body.namespace, "/chat");
+    assert.equal(body.event, "chat:message");
+    assert.deepEqual(body.args, ["hello", { x: 1 }, [1, 2]]);
+    assert.equal(body.ack, false);
+    assert.equal(body.socket.id, socket.id);
+    assert.equal(body.socket.user_id, null);
+    assert.deepEqual(body.socket.rooms, [socket.id]);
+    assert.match(body.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    socket.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("after a secret rotation each delivery carries two signatures, each verifiable", async () => {
+  const env = await setup({ hooks: [{ events: ["*"] }] });
+  try {
+    const old = env.webhooks[0].secret;
+    const rotated = await env.bridge.admin("POST", `/admin/webhooks/${env.webhooks[0].id}/rotate-secret`);
+    assert.equal(rotated.status, 200);
+    await sleep(200);
+    const socket = await connected("v4", env.url);
+    socket.emit("x", 1);
+    const [delivery] = await env.receiver.waitFor((r) => r.length === 1);
+    assert.equal(delivery.headers["webhook-signature"].split(" ").length, 2);
+    assert.ok(verifySignature(old, delivery), "the old secret still verifies");
+    assert.ok(verifySignature(rotated.body.secret, delivery), "the new secret verifies");
+    socket.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("binary arguments arrive as {$binary: base64} and round-trip through a reply", async () => {
+  const env = await setup({
+    hooks: [{ events: ["*"], reply: true }],
+    handler: (req) => ({ body: { ack_args: req.json.args, emit: [{ event: "echo", args: req.json.args }] } }),
+  });
+  try {
+    for (const version of BOTH) {
+      const socket = await connected(version, env.url);
+      const echoed = next(socket, "echo");
+      const bytes = Buffer.from([0, 1, 2, 250, 255]);
+      const ack = await emitWithAck(socket, "upload", "name.bin", bytes, { nested: Buffer.from("hi") });
+      const body = env.receiver.events().at(-1).json;
+      assert.deepEqual(body.args, ["name.bin", { $binary: bytes.toString("base64") }, { nested: { $binary: "aGk=" } }]);
+      assert.equal(body.ack, true);
+      for (const args of [ack, await echoed]) {
+        assert.equal(args[0], "name.bin");
+        assert.ok(Buffer.from(args[1]).equals(bytes), `${version}: binary comes back as binary`);
+        assert.equal(Buffer.from(args[2].nested).toString(), "hi");
+      }
+      socket.close();
+    }
+  } finally {
+    await env.close();
+  }
+});
+
+test("acks: a reply's ack or ack_args, {ok: true} without a reply webhook, webhook_failed on errors", async () => {
+  const env = await setup({
+    hooks: [
+      { events: ["plain"] },
+      { events: ["one", "many", "none", "fails", "slow"], reply: true, timeout_ms: 300 },
+    ],
+    handler: (req) => {
+      switch (req.json?.event) {
+        case "one":
+          return { body: { ack: { got: req.json.args[0] } } };
+        case "many":
+          return { body: { ack_args: [1, "two", null] } };
+        case "fails":
+          return { status: 500, body: { oops: true } };
+        case "slow":
+          return { delayMs: 1000 };
+        default:
+          return { body: {} };
+      }
+    },
+  });
+  try {
+    for (const version of BOTH) {
+      const socket = await connected(version, env.url);
+      assert.deepEqual(await emitWithAck(socket, "one", 7), [{ got: 7 }]);
+      assert.deepEqual(await emitWithAck(socket, "many"), [1, "two", null]);
+      assert.deepEqual(await emitWithAck(socket, "plain", 1), [{ ok: true }]);
+      assert.deepEqual(await emitWithAck(socket, "unmatched"), [{ ok: true }]);
+      assert.deepEqual(await emitWithAck(socket, "fails"), [{ error: "webhook_failed", status: 500 }]);
+      assert.deepEqual(await emitWithAck(socket, "slow"), [{ error: "webhook_failed", status: null }]);
+      socket.close();
+    }
+    const fails = env.receiver.events().filter((d) => d.json.event === "fails");
+    assert.equal(fails.length, 2, "a reply delivery is tried once: the client is waiting");
+  } finally {
+    await env.close();
+  }
+});
+
+test("replies join and leave rooms and emit back, in order, after the ack", async () => {
+  const env = await setup({
+    hooks: [{ events: ["*"], reply: true }],
+    handler: (req) =>
+      req.json.event === "enter"
+        ? { body: { ack: "joined", join: ["lobby", "team"], emit: [{ event: "m", data: 1 }, { event: "m", data: 2 }, { event: "m", args: [3, 4] }] } }
+        : req.json.event === "exit"
+          ? { body: { leave: ["team"] } }
+          : { body: {} },
+  });
+  try {
+    for (const version of BOTH) {
+      const socket = await connected(version, env.url);
+      const seen = [];
+      socket.on("m", (...args) => seen.push(args));
+      assert.deepEqual(await emitWithAck(socket, "enter"), ["joined"]);
+      await sleep(100);
+      assert.deepEqual(seen, [[1], [2], [3, 4]]);
+      await emitWithAck(socket, "look");
+      let rooms = env.receiver.events().at(-1).json.socket.rooms;
+      assert.ok(rooms.includes("lobby") && rooms.includes("team"), JSON.stringify(rooms));
+      await emitWithAck(socket, "exit");
+      await emitWithAck(socket, "look");
+      rooms = env.receiver.events().at(-1).json.socket.rooms;
+      assert.ok(rooms.includes("lobby") && !rooms.includes("team"), JSON.stringify(rooms));
+      socket.close();
+    }
+  } finally {
+    await env.close();
+  }
+});
+
+test("100 fire-and-forget events reach each webhook in the order sent", async () => {
+  let n = 0;
+  const env = await setup({
+    hooks: [{ events: ["*"] }, { events: ["seq"], reply: true }],
+    handler: async () => {
+      // Uneven answer times: order must come from the bridge, not from luck.
+      if (n++ % 7 === 0) await sleep(15);
+      return {};
+    },
+  });
+  try {
+    for (const version of BOTH) {
+      const socket = await connected(version, env.url);
+      for (let i = 0; i < 100; i++) socket.emit("seq", i);
+      await env.receiver.waitFor((r) => r.filter((d) => d.json?.socket?.id === (socket.id.split("#").pop())).length === 200, 15000);
+      const mine = env.receiver.events().filter((d) => d.json.socket.id === socket.id.split("#").pop());
+      for (const hook of env.webhooks) {
+        const order = mine.filter((d) => signedBy(hook.secret, d)).map((d) => d.json.args[0]);
+        assert.deepEqual(order, [...Array(100).keys()], `${version}: order to webhook ${hook.id}`);
+      }
+      socket.close();
+    }
+  } finally {
+    await env.close();
+  }
+});
+
+test("$connect carries the handshake; a reply may name the user, join rooms and emit", async () => {
+  const env = await setup({
+    hooks: [{ events: ["$connect"], reply: true }, { events: ["*", "$connect", "$disconnect"] }],
+    handler: (req) =>
+      req.json.type === "connect" && req.json.handshake.auth?.name
+        ? { body: { user_id: `named-${req.json.handshake.auth.name}`, join: ["welcome"], emit: [{ event: "hi", data: "there" }] } }
+        : {},
+  });
+  try {
+    const socket = connected("v4", `${env.url}?tenant=acme`, { auth: { name: "ann" }, extraHeaders: { origin: "http://app.test" } });
+    const s = await socket;
+    s.emit("said", 1);
+    await env.receiver.waitFor((r) => r.some((d) => d.json?.event === "said"));
+    const connects = env.receiver.events("connect");
+    assert.equal(connects.length, 2, "the gate and the plain subscriber");
+    const hs = connects[0].json.handshake;
+    assert.deepEqual(hs.auth, { name: "ann" });
+    assert.equal(hs.query.tenant, "acme");
+    assert.equal(hs.headers.origin, "http://app.test");
+    assert.match(hs.address, /^127\.0\.0\.1:\d+$/);
+    const said = env.receiver.events().find((d) => d.json.event === "said").json;
+    assert.equal(said.socket.user_id, "named-ann");
+    assert.ok(said.socket.rooms.includes("welcome") && said.socket.rooms.includes("user:named-ann"));
+
+    s.close();
+    const [gone] = (await env.receiver.waitFor((r) => r.some((d) => d.json?.type === "disconnect"))).filter((d) => d.json?.type === "disconnect");
+    assert.equal(gone.json.socket.id, s.id ?? said.socket.id);
+    assert.equal(typeof gone.json.reason, "string");
+    assert.ok(gone.json.reason.length > 0);
+  } finally {
+    await env.close();
+  }
+});
+
+test("a $connect reply webhook refuses with forbidden on a non-2xx answer", async () => {
+  const env = await setup({
+    hooks: [{ events: ["$connect"], reply: true }],
+    handler: (req) => (req.json.handshake.auth?.pass === "ok" ? {} : { status: 403 }),
+  });
+  try {
+    await assert.rejects(connected("v4", env.url, { auth: { pass: "no" } }), { message: "forbidden" });
+    const err = await connected("v2", env.url).then(() => null, (e) => e);
+    assert.deepEqual(err, { message: "forbidden" });
+    const ok = await connected("v4", env.url, { auth: { pass: "ok" } });
+    ok.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("an echo backend made of replies alone acts as a Socket.IO server", async () => {
+  const env = await setup({
+    auth: { mode: "jwt", algorithm: "HS256", secret: "s" },
+    hooks: [{ events: ["*"], reply: true }],
+    handler: (req) => ({ body: { ack_args: req.json.args, emit: [{ event: `${req.json.event}:echo`, args: req.json.args }] } }),
+  });
+  try {
+    const token = await hsToken("s", { sub: "echo-user" });
+    for (const version of BOTH) {
+      const socket = await connected(version, env.url, version === "v4" ? { auth: { token } } : { query: { token } });
+      const echo = next(socket, "ask:echo");
+      assert.deepEqual(await emitWithAck(socket, "ask", "q", 1, { deep: [true] }), ["q", 1, { deep: [true] }]);
+      assert.deepEqual(await echo, ["q", 1, { deep: [true] }]);
+      socket.close();
+    }
+  } finally {
+    await env.close();
+  }
+});
