@@ -96,21 +96,27 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        match &self {
+impl ApiError {
+    /// The JSON body of this error (internal details are logged here, never sent).
+    pub fn body(&self) -> ErrorBody {
+        match self {
             Self::Internal(detail) => tracing::error!(%detail, "internal error"),
             Self::Unavailable(detail) => tracing::warn!(%detail, "store unavailable"),
             _ => {}
         }
-        let body = ErrorBody {
+        ErrorBody {
             error: ErrorDetail {
-                code: code.to_owned(),
+                code: self.status_and_code().1.to_owned(),
                 message: self.to_string(),
             },
-        };
-        let mut response = (status, Json(body)).into_response();
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_and_code().0;
+        let mut response = (status, Json(self.body())).into_response();
         if let Self::RateLimited(secs) = self {
             response
                 .headers_mut()

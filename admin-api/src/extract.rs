@@ -37,17 +37,32 @@ where
 /// Parses `bytes` as `T`, naming the JSON path of the first error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest(format!("malformed JSON: {inner}"))
-        } else if path == "." {
-            ApiError::BadRequest(format!("invalid body: {inner}"))
-        } else {
-            ApiError::invalid(path, strip_position(&inner.to_string()))
-        }
-    })
+    serde_path_to_error::deserialize(de).map_err(|err| path_error(err, ""))
+}
+
+/// Reads an already-parsed JSON value as `T`; error paths start with `prefix` (e.g. `messages[2]`).
+pub fn from_value<T: DeserializeOwned>(
+    value: serde_json::Value,
+    prefix: &str,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|err| path_error(err, prefix))
+}
+
+fn path_error(err: serde_path_to_error::Error<serde_json::Error>, prefix: &str) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    let field = match (prefix, path.as_str()) {
+        ("", p) => p.to_owned(),
+        (pre, ".") => pre.to_owned(),
+        (pre, p) => format!("{pre}.{p}"),
+    };
+    if inner.is_syntax() || inner.is_eof() {
+        ApiError::BadRequest(format!("malformed JSON: {inner}"))
+    } else if field == "." {
+        ApiError::BadRequest(format!("invalid body: {inner}"))
+    } else {
+        ApiError::invalid(field, strip_position(&inner.to_string()))
+    }
 }
 
 /// serde_json appends " at line 1 column 42"; the field path already says where.
@@ -106,6 +121,18 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn value_errors_carry_the_prefix() {
+        let err = from_value::<Outer>(serde_json::json!({"inner": {"count": -1}}), "messages[3]")
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("messages[3].inner.count:"),
+            "{err}"
+        );
+        let err = from_value::<Outer>(serde_json::json!(5), "messages[0]").unwrap_err();
+        assert!(err.to_string().starts_with("messages[0]:"), "{err}");
     }
 
     #[test]

@@ -15,11 +15,14 @@ use tokio::sync::watch;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::emit_api::auth::KeyActivity;
+use crate::emit_api::{EmitDoc, EmitState};
 use crate::socket::Gateway;
 use crate::socket::v2_compat::{PayloadLimit, fix_v2_connect};
 use crate::stats::Counters;
 use crate::webhook::Dispatcher;
-use crate::{health, metrics};
+use crate::{emit_api, health, metrics};
+use utoipa::OpenApi;
 
 /// Longest wait for open requests to finish after a stop is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,10 +78,15 @@ impl Application {
         let (socket_layer, gateway) =
             Gateway::build(&config, catalog.clone(), dispatcher, counters.clone());
 
+        let emit_state = EmitState {
+            gateway: gateway.clone(),
+            keys: KeyActivity::start(config.api_rate, store.clone()),
+        };
         let public_router = Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .with_state(store.clone())
+            .merge(emit_api::router(emit_state))
             .layer(socket_layer)
             .layer(middleware::from_fn_with_state(
                 PayloadLimit(usize::try_from(config.max_payload).unwrap_or(usize::MAX)),
@@ -172,7 +180,7 @@ fn store_error(url: &str, source: StoreError) -> StartError {
 }
 
 fn admin_router(store: &Store, token: &str, counters: Arc<Counters>) -> Router {
-    let openapi = admin_api::routes::openapi_document(Vec::new());
+    let openapi = admin_api::routes::openapi_document(vec![EmitDoc::openapi()]);
     let state = AdminState {
         store: store.clone(),
         token: AdminToken::new(token),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
-use crate::socket::session::RateLimit;
+use crate::rate::RateLimit;
 
 /// Command line of the `bridge` binary.
 #[derive(Debug, Parser)]
@@ -95,6 +95,12 @@ pub struct Settings {
     /// Largest burst of events a socket may send [default: 200].
     #[arg(long, env = "BRIDGE_EVENT_RATE_BURST", global = true)]
     pub event_rate_burst: Option<f64>,
+    /// Emit API requests per second per API key, on average [default: 1000].
+    #[arg(long, env = "BRIDGE_API_RATE_LIMIT", global = true)]
+    pub api_rate_limit: Option<f64>,
+    /// Largest burst of emit API requests per API key [default: 2000].
+    #[arg(long, env = "BRIDGE_API_RATE_BURST", global = true)]
+    pub api_rate_burst: Option<f64>,
     /// Webhook requests in flight per webhook [default: 64].
     #[arg(long, env = "BRIDGE_WEBHOOK_CONCURRENCY", global = true)]
     pub webhook_concurrency: Option<usize>,
@@ -120,6 +126,8 @@ impl Settings {
             max_payload: self.max_payload.or(lower.max_payload),
             event_rate_limit: self.event_rate_limit.or(lower.event_rate_limit),
             event_rate_burst: self.event_rate_burst.or(lower.event_rate_burst),
+            api_rate_limit: self.api_rate_limit.or(lower.api_rate_limit),
+            api_rate_burst: self.api_rate_burst.or(lower.api_rate_burst),
             webhook_concurrency: self.webhook_concurrency.or(lower.webhook_concurrency),
             rust_log: self.rust_log.or(lower.rust_log),
         }
@@ -175,6 +183,8 @@ pub struct Config {
     pub max_payload: u64,
     /// Per-socket event rate limit.
     pub event_rate: RateLimit,
+    /// Per-API-key request rate limit of the emit API.
+    pub api_rate: RateLimit,
     /// Webhook requests in flight per webhook.
     pub webhook_concurrency: usize,
     /// Tracing filter.
@@ -197,6 +207,7 @@ impl std::fmt::Debug for Config {
             .field("connect_timeout", &self.connect_timeout)
             .field("max_payload", &self.max_payload)
             .field("event_rate", &self.event_rate)
+            .field("api_rate", &self.api_rate)
             .field("webhook_concurrency", &self.webhook_concurrency)
             .finish_non_exhaustive()
     }
@@ -231,6 +242,10 @@ impl Config {
                 per_second: s.event_rate_limit.unwrap_or(100.0),
                 burst: s.event_rate_burst.unwrap_or(200.0),
             },
+            api_rate: RateLimit {
+                per_second: s.api_rate_limit.unwrap_or(1000.0),
+                burst: s.api_rate_burst.unwrap_or(2000.0),
+            },
             webhook_concurrency: s.webhook_concurrency.unwrap_or(64),
             rust_log: s.rust_log.unwrap_or_else(|| "info".into()),
         };
@@ -248,11 +263,16 @@ impl Config {
                 return Err(ConfigError::Invalid(name, "must be greater than 0".into()));
             }
         }
-        if !(self.event_rate.per_second > 0.0 && self.event_rate.burst >= 1.0) {
-            return Err(ConfigError::Invalid(
-                "event_rate_limit",
-                "the rate must be > 0 and the burst >= 1".into(),
-            ));
+        for (name, rate) in [
+            ("event_rate_limit", self.event_rate),
+            ("api_rate_limit", self.api_rate),
+        ] {
+            if !(rate.per_second > 0.0 && rate.burst >= 1.0) {
+                return Err(ConfigError::Invalid(
+                    name,
+                    "the rate must be > 0 and the burst >= 1".into(),
+                ));
+            }
         }
         if self.webhook_concurrency == 0 {
             return Err(ConfigError::Invalid(

@@ -4,6 +4,7 @@
 //! - [`app`]: [`Application`], which binds the public and admin listeners and wires everything.
 //! - [`catalog`]: the in-memory view of namespaces, webhooks and API keys the hot paths read.
 //! - [`socket`]: the Socket.IO gateway (namespaces, auth, the catch-all forwarder).
+//! - [`emit_api`]: the REST emit API of the public listener (`/v1/*`).
 //! - [`webhook`]: delivery bodies, signing, sending with retries, replies.
 //! - [`payload`]: Socket.IO arguments as JSON, binaries as `{"$binary": base64}`.
 //! - [`health`], [`metrics`], [`stats`], [`telemetry`], [`shutdown`]: operations.
@@ -13,9 +14,11 @@
 pub mod app;
 pub mod catalog;
 pub mod config;
+pub mod emit_api;
 pub mod health;
 pub mod metrics;
 pub mod payload;
+pub mod rate;
 pub mod shutdown;
 pub mod socket;
 pub mod stats;

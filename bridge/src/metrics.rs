@@ -19,6 +19,8 @@ pub const WEBHOOK_LATENCY: &str = "bridge_webhook_duration_seconds";
 pub const WEBHOOK_DROPPED: &str = "bridge_webhook_dropped_total";
 /// Emits sent to clients, by outcome.
 pub const EMITS: &str = "bridge_emits_total";
+/// Sockets an emit with acknowledgements reached (acks plus time-outs).
+pub const EMIT_SOCKETS_REACHED: &str = "bridge_emit_sockets_reached";
 
 /// The process-wide recorder. The `metrics` facade has one global recorder, so this installs it
 /// once and every `Application` in the process (tests start several) shares its handle.

@@ -10,8 +10,9 @@ use std::collections::VecDeque;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, SerializeTuple};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use socketioxide::socket::Sid;
 
@@ -180,6 +181,97 @@ impl Serialize for Args {
     }
 }
 
+/// The arguments of a client's acknowledgement, as socketioxide's parser hands them over:
+/// deserialized as a tuple (so every argument comes, not just the first), binaries as `$binary`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AckArgs(pub Vec<Value>);
+
+impl<'de> Deserialize<'de> for AckArgs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SeqVisitor;
+        impl<'de> Visitor<'de> for SeqVisitor {
+            type Value = AckArgs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("acknowledgement arguments")
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<AckArgs, S::Error> {
+                let mut args = Vec::new();
+                while let Some(BinJson(value)) = seq.next_element()? {
+                    args.push(value);
+                }
+                Ok(AckArgs(args))
+            }
+        }
+        // Asking for a tuple makes the parser hand over the whole argument list.
+        deserializer.deserialize_tuple(usize::MAX, SeqVisitor)
+    }
+}
+
+/// Any JSON value, where binary data (attachments) becomes `{"$binary": base64}`.
+struct BinJson(Value);
+
+impl<'de> Deserialize<'de> for BinJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(BinJsonVisitor).map(BinJson)
+    }
+}
+
+struct BinJsonVisitor;
+
+impl<'de> Visitor<'de> for BinJsonVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value or binary data")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Value, E> {
+        Ok(binary_value(v))
+    }
+    fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Value, E> {
+        Ok(binary_value(&v))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(BinJsonVisitor)
+    }
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Value, S::Error> {
+        let mut items = Vec::new();
+        while let Some(BinJson(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Value, M::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some((key, BinJson(value))) = map.next_entry::<String, BinJson>()? {
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// A socket id as the string clients see.
 pub fn sid_string(sid: Sid) -> String {
     sid.to_string()
@@ -237,6 +329,15 @@ mod tests {
         assert_eq!(err, "data.x[0]: $binary must be base64");
         // Objects with more keys are plain JSON.
         assert!(validate_binaries(&json!({"$binary": "***", "y": 1}), "data").is_ok());
+    }
+
+    #[test]
+    fn ack_args_read_every_argument() {
+        let args: AckArgs = serde_json::from_str(r#"[1, {"a": [true, null]}, "x"]"#).unwrap();
+        assert_eq!(
+            args.0,
+            vec![json!(1), json!({"a": [true, null]}), json!("x")]
+        );
     }
 
     #[test]

@@ -72,6 +72,27 @@ export async function startBridge(env = {}) {
       if (res.status !== 201) throw new Error(`namespace: ${res.status} ${JSON.stringify(res.body)}`);
       return res.body;
     },
+    async createKey(namespaces = ["*"], name = "tests") {
+      const res = await bridge.admin("POST", "/admin/api-keys", { name, namespaces });
+      if (res.status !== 201) throw new Error(`api key: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body.key;
+    },
+    /** Calls the emit API; `body` is JSON unless `raw` gives a string and content type. */
+    async v1(method, path, key, body, { raw, contentType = "application/json" } = {}) {
+      const headers = { "content-type": contentType };
+      if (key) headers.authorization = `Bearer ${key}`;
+      const res = await fetch(`${bridge.url}${path}`, {
+        method,
+        headers,
+        body: raw ?? (body === undefined ? undefined : JSON.stringify(body)),
+      });
+      const text = await res.text();
+      let json = null;
+      try {
+        json = JSON.parse(text);
+      } catch {}
+      return { status: res.status, body: json, headers: res.headers };
+    },
     async createWebhook(namespaceId, body) {
       const res = await bridge.admin("POST", `/admin/namespaces/${namespaceId}/webhooks`, body);
       if (res.status !== 201) throw new Error(`webhook: ${res.status} ${JSON.stringify(res.body)}`);
@@ -162,6 +183,19 @@ export function signedBy(secret, delivery) {
 export function connect(version, url, opts = {}) {
   const base = { forceNew: true, reconnection: false, timeout: 5000, ...opts };
   return version === "v2" ? ioV2(url, base) : ioV4(url, base);
+}
+
+/** Calls `fn(event, ...args)` for every event `socket` receives (v4 `onAny`; v2 has none, so its `onevent` is wrapped). */
+export function onAnyEvent(socket, fn) {
+  if (typeof socket.onAny === "function") {
+    socket.onAny(fn);
+    return;
+  }
+  const original = socket.onevent;
+  socket.onevent = function (packet) {
+    fn(...(packet.data ?? []));
+    return original.call(this, packet);
+  };
 }
 
 /** Resolves with the first `event` of `socket` (its arguments as an array), or rejects after `ms`. */

@@ -12,8 +12,9 @@ pub use namespace::{
     validate_namespace_name,
 };
 pub use webhook::{
-    EventPattern, NewWebhook, SECRET_PREFIX, SecretRotated, Webhook, WebhookCreated, WebhookPatch,
-    generate_webhook_secret, is_reserved_event, validate_webhook_secret,
+    EventPattern, NewWebhook, RESERVED_EVENTS, SECRET_PREFIX, SecretRotated, Webhook,
+    WebhookCreated, WebhookPatch, generate_webhook_secret, is_reserved_event,
+    validate_webhook_secret,
 };
 
 use serde::{Serialize, Serializer};

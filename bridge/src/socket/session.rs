@@ -4,6 +4,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+pub use crate::rate::RateLimit;
+use crate::rate::TokenBucket;
+
 use crate::webhook::body::Handshake;
 use crate::webhook::{Reply, SocketQueues};
 
@@ -129,62 +132,4 @@ impl Session {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Events a socket may send: `per_second` on average, bursts up to `burst`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateLimit {
-    /// Sustained events per second.
-    pub per_second: f64,
-    /// Largest burst.
-    pub burst: f64,
-}
-
-/// A token bucket.
-#[derive(Debug)]
-struct TokenBucket {
-    rate: RateLimit,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: RateLimit) -> Self {
-        Self {
-            rate,
-            tokens: rate.burst,
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate.per_second).min(self.rate.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn bucket_allows_burst_then_refills() {
-        let mut bucket = TokenBucket::new(RateLimit {
-            per_second: 10.0,
-            burst: 3.0,
-        });
-        let t0 = bucket.last;
-        assert!((0..3).all(|_| bucket.take(t0)));
-        assert!(!bucket.take(t0));
-        assert!(bucket.take(t0 + Duration::from_millis(100)));
-        assert!(!bucket.take(t0 + Duration::from_millis(100)));
-    }
 }

@@ -1,0 +1,339 @@
+//! `/v1/*` handlers: selectors become socketioxide operators; no loop over sockets here.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use admin_api::ApiError;
+use admin_api::extract::{JsonBody, from_value};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use futures_util::StreamExt;
+use socketioxide::operators::BroadcastOperators;
+
+use super::EmitState;
+use super::auth::Caller;
+use super::model::{
+    AckEntry, BatchRequest, BatchResponse, DisconnectRequest, EmitRequest, EmitResponse, MAX_BATCH,
+    OkResponse, RoomsQuery, RoomsRequest, RoomsResponse, SocketEntry, SocketsQuery,
+    SocketsResponse, Targets,
+};
+use crate::payload::{AckArgs, Args};
+use crate::socket::session::INERT_ROOM;
+
+/// Emit an event to sockets of a namespace.
+#[utoipa::path(post, path = "/v1/emit", tag = "emit", request_body = EmitRequest,
+    responses((status = 200, body = EmitResponse), (status = 400, body = admin_api::error::ErrorBody),
+        (status = 401, body = admin_api::error::ErrorBody), (status = 403, body = admin_api::error::ErrorBody),
+        (status = 404, body = admin_api::error::ErrorBody), (status = 413, body = admin_api::error::ErrorBody),
+        (status = 415, body = admin_api::error::ErrorBody), (status = 429, body = admin_api::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn emit(
+    State(state): State<EmitState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<EmitRequest>,
+) -> Result<Json<EmitResponse>, ApiError> {
+    Ok(Json(send(&state, &caller, req).await?))
+}
+
+/// Emit up to 100 messages in order; each gets its own result.
+#[utoipa::path(post, path = "/v1/emit/batch", tag = "emit", request_body = BatchRequest,
+    responses((status = 200, body = BatchResponse), (status = 400, body = admin_api::error::ErrorBody),
+        (status = 401, body = admin_api::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn batch(
+    State(state): State<EmitState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    if req.messages.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "messages",
+            format!("at most {MAX_BATCH} messages"),
+        ));
+    }
+    let mut results = Vec::with_capacity(req.messages.len());
+    for (idx, message) in req.messages.into_iter().enumerate() {
+        let outcome = match from_value::<EmitRequest>(message, &format!("messages[{idx}]")) {
+            Ok(req) => send(&state, &caller, req).await,
+            Err(err) => Err(err),
+        };
+        results.push(
+            match outcome {
+                Ok(answer) => serde_json::to_value(answer),
+                Err(err) => serde_json::to_value(err.body()),
+            }
+            .unwrap_or_default(),
+        );
+    }
+    Ok(Json(BatchResponse { results }))
+}
+
+async fn send(
+    state: &EmitState,
+    caller: &Caller,
+    req: EmitRequest,
+) -> Result<EmitResponse, ApiError> {
+    caller.require(&req.namespace)?;
+    let args = req.validate()?;
+    let ops = operators(state, &req.namespace, &req.targets())?;
+    let answer = match (ops, req.ack_timeout_ms) {
+        (None, ack) => EmitResponse {
+            ok: true,
+            acks: ack.map(|_| Vec::new()),
+            timed_out: ack.map(|_| 0),
+        },
+        (Some(ops), None) => {
+            if let Err(err) = ops.emit(&req.event, &args).await {
+                note_emit_error(&err.to_string());
+            }
+            EmitResponse {
+                ok: true,
+                acks: None,
+                timed_out: None,
+            }
+        }
+        (Some(ops), Some(ms)) => {
+            collect_acks(ops, &req.event, &args, Duration::from_millis(ms)).await?
+        }
+    };
+    state.gateway.counters.emitted();
+    metrics::counter!(crate::metrics::EMITS, "outcome" => "sent").increment(1);
+    Ok(answer)
+}
+
+/// Some sockets could not take the message (a full buffer, a closing socket): counted, not fatal.
+fn note_emit_error(err: &str) {
+    metrics::counter!(crate::metrics::EMITS, "outcome" => "partial").increment(1);
+    tracing::warn!(%err, "an emit did not reach every socket");
+}
+
+async fn collect_acks(
+    ops: BroadcastOperators,
+    event: &str,
+    args: &Args,
+    timeout: Duration,
+) -> Result<EmitResponse, ApiError> {
+    let stream = match ops
+        .timeout(timeout)
+        .emit_with_ack::<_, AckArgs>(event, args)
+        .await
+    {
+        Ok(stream) => stream,
+        Err(err) => {
+            note_emit_error(&err.to_string());
+            return Ok(EmitResponse {
+                ok: true,
+                acks: Some(Vec::new()),
+                timed_out: Some(0),
+            });
+        }
+    };
+    let mut stream = std::pin::pin!(stream);
+    let mut acks = Vec::new();
+    let mut timed_out = 0;
+    while let Some((sid, result)) = stream.next().await {
+        match result {
+            Ok(AckArgs(args)) => acks.push(AckEntry {
+                socket: sid.to_string(),
+                args,
+            }),
+            Err(err) => {
+                tracing::debug!(%sid, %err, "no acknowledgement");
+                timed_out += 1;
+            }
+        }
+    }
+    metrics::histogram!(crate::metrics::EMIT_SOCKETS_REACHED)
+        .record((acks.len() + timed_out) as f64);
+    Ok(EmitResponse {
+        ok: true,
+        acks: Some(acks),
+        timed_out: Some(timed_out),
+    })
+}
+
+/// The operator reaching `targets` in `namespace` (never the inert sockets); `None` when the
+/// targets name no one (an explicit empty list reaches nobody, never everybody).
+fn operators(
+    state: &EmitState,
+    namespace: &str,
+    targets: &Targets,
+) -> Result<Option<BroadcastOperators>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("namespace {namespace} not found"));
+    if state.gateway.catalog.namespace(namespace).is_none() {
+        return Err(not_found());
+    }
+    let ops = state.gateway.io.of(namespace).ok_or_else(not_found)?;
+    let rooms = targets.room_list();
+    let ops = match (targets.selective, rooms.is_empty()) {
+        (true, true) => return Ok(None),
+        (true, false) => ops.to(rooms),
+        (false, _) => ops.broadcast(),
+    };
+    let mut except = targets.except.clone();
+    except.push(INERT_ROOM.to_owned());
+    Ok(Some(ops.except(except)))
+}
+
+/// Make sockets join rooms.
+#[utoipa::path(post, path = "/v1/join", tag = "rooms", request_body = RoomsRequest,
+    responses((status = 200, body = OkResponse), (status = 400, body = admin_api::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn join(
+    State(state): State<EmitState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<RoomsRequest>,
+) -> Result<Json<OkResponse>, ApiError> {
+    change_rooms(&state, &caller, &req, "join").await
+}
+
+/// Make sockets leave rooms.
+#[utoipa::path(post, path = "/v1/leave", tag = "rooms", request_body = RoomsRequest,
+    responses((status = 200, body = OkResponse), (status = 400, body = admin_api::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn leave(
+    State(state): State<EmitState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<RoomsRequest>,
+) -> Result<Json<OkResponse>, ApiError> {
+    change_rooms(&state, &caller, &req, "leave").await
+}
+
+async fn change_rooms(
+    state: &EmitState,
+    caller: &Caller,
+    req: &RoomsRequest,
+    field: &'static str,
+) -> Result<Json<OkResponse>, ApiError> {
+    caller.require(&req.namespace)?;
+    let rooms = req.rooms_of(field)?;
+    if let Some(ops) = operators(state, &req.namespace, &req.targets())? {
+        let result = if field == "join" {
+            ops.join(rooms).await
+        } else {
+            ops.leave(rooms).await
+        };
+        result.map_err(|e| ApiError::Internal(format!("{field}: {e}")))?;
+    }
+    Ok(Json(OkResponse { ok: true }))
+}
+
+/// Disconnect sockets.
+#[utoipa::path(post, path = "/v1/disconnect", tag = "rooms", request_body = DisconnectRequest,
+    responses((status = 200, body = OkResponse), (status = 400, body = admin_api::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn disconnect(
+    State(state): State<EmitState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<DisconnectRequest>,
+) -> Result<Json<OkResponse>, ApiError> {
+    caller.require(&req.namespace)?;
+    if let Some(ops) = operators(&state, &req.namespace, &req.targets())? {
+        ops.disconnect()
+            .await
+            .map_err(|e| ApiError::Internal(format!("disconnect: {e}")))?;
+    }
+    Ok(Json(OkResponse { ok: true }))
+}
+
+/// List the sockets of a namespace, optionally in a room and/or of a user.
+#[utoipa::path(get, path = "/v1/sockets", tag = "rooms", params(SocketsQuery),
+    responses((status = 200, body = SocketsResponse), (status = 400, body = admin_api::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn sockets(
+    State(state): State<EmitState>,
+    caller: Caller,
+    query: Result<Query<SocketsQuery>, QueryRejection>,
+) -> Result<Json<SocketsResponse>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let namespace = required_namespace(query.namespace.as_deref())?;
+    caller.require(namespace)?;
+    let user_room = query.user.as_ref().map(|u| format!("user:{u}"));
+    let base = query.room.clone().or_else(|| user_room.clone());
+    let targets = Targets {
+        rooms: base.into_iter().collect(),
+        selective: query.room.is_some() || query.user.is_some(),
+        ..Targets::default()
+    };
+    let Some(ops) = operators(&state, namespace, &targets)? else {
+        return Ok(Json(SocketsResponse {
+            sockets: Vec::new(),
+        }));
+    };
+    let found = ops
+        .fetch_sockets()
+        .await
+        .map_err(|e| ApiError::Internal(format!("fetch sockets: {e}")))?;
+    let mut sockets = Vec::with_capacity(found.len());
+    for socket in found {
+        let rooms: Vec<String> = socket
+            .rooms()
+            .await
+            .map_err(|e| ApiError::Internal(format!("socket rooms: {e}")))?
+            .into_iter()
+            .map(|r| r.to_string())
+            .filter(|r| r != INERT_ROOM)
+            .collect();
+        if let Some(user_room) = &user_room
+            && !rooms.contains(user_room)
+        {
+            continue;
+        }
+        let user_id = rooms
+            .iter()
+            .find_map(|r| r.strip_prefix("user:"))
+            .map(str::to_owned);
+        sockets.push(SocketEntry {
+            id: socket.data().id.to_string(),
+            user_id,
+            rooms,
+        });
+    }
+    sockets.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Json(SocketsResponse { sockets }))
+}
+
+/// List the rooms of a namespace (socket-id rooms left out).
+#[utoipa::path(get, path = "/v1/rooms", tag = "rooms", params(RoomsQuery),
+    responses((status = 200, body = RoomsResponse), (status = 400, body = admin_api::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn rooms(
+    State(state): State<EmitState>,
+    caller: Caller,
+    query: Result<Query<RoomsQuery>, QueryRejection>,
+) -> Result<Json<RoomsResponse>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let namespace = required_namespace(query.namespace.as_deref())?;
+    caller.require(namespace)?;
+    let all = Targets::default();
+    let (Some(for_rooms), Some(for_ids)) = (
+        operators(&state, namespace, &all)?,
+        operators(&state, namespace, &all)?,
+    ) else {
+        return Ok(Json(RoomsResponse { rooms: Vec::new() }));
+    };
+    let ids: HashSet<String> = for_ids
+        .fetch_sockets()
+        .await
+        .map_err(|e| ApiError::Internal(format!("fetch sockets: {e}")))?
+        .iter()
+        .map(|s| s.data().id.to_string())
+        .collect();
+    let mut rooms: Vec<String> = for_rooms
+        .rooms()
+        .await
+        .map_err(|e| ApiError::Internal(format!("rooms: {e}")))?
+        .into_iter()
+        .map(|r| r.to_string())
+        .filter(|r| r != INERT_ROOM && !ids.contains(r))
+        .collect();
+    rooms.sort();
+    Ok(Json(RoomsResponse { rooms }))
+}
+
+fn required_namespace(namespace: Option<&str>) -> Result<&str, ApiError> {
+    namespace
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::invalid("namespace", "required query parameter"))
+}

@@ -1,0 +1,61 @@
+//! The emit API (SPEC 6): how backends push to clients, on the public listener under `/v1/`.
+//!
+//! - [`auth`]: API keys from the in-memory catalog, per-key rate limits, usage records.
+//! - [`model`]: request and answer bodies and their validation.
+//! - [`handlers`]: each endpoint, through socketioxide's operators so that an adapter reaches
+//!   every node.
+
+pub mod auth;
+pub mod handlers;
+pub mod model;
+
+use std::sync::Arc;
+
+use admin_api::error::not_found_fallback;
+use admin_api::extract::MAX_BODY_BYTES;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{any, get, post};
+use utoipa::OpenApi;
+
+use crate::socket::Gateway;
+use auth::KeyActivity;
+
+/// What every emit API handler needs.
+#[derive(Clone)]
+pub struct EmitState {
+    /// The Socket.IO gateway (operators, catalog, counters).
+    pub gateway: Arc<Gateway>,
+    /// Per-key rate limits and usage.
+    pub keys: Arc<KeyActivity>,
+}
+
+/// The `/v1/*` routes.
+pub fn router(state: EmitState) -> Router {
+    Router::new()
+        .route("/v1/emit", post(handlers::emit))
+        .route("/v1/emit/batch", post(handlers::batch))
+        .route("/v1/join", post(handlers::join))
+        .route("/v1/leave", post(handlers::leave))
+        .route("/v1/disconnect", post(handlers::disconnect))
+        .route("/v1/sockets", get(handlers::sockets))
+        .route("/v1/rooms", get(handlers::rooms))
+        .route("/v1/{*rest}", any(not_found_fallback))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The emit API's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(handlers::emit, handlers::batch, handlers::join, handlers::leave, handlers::disconnect,
+        handlers::sockets, handlers::rooms),
+    components(schemas(model::EmitRequest, model::EmitResponse, model::AckEntry, model::BatchRequest,
+        model::BatchResponse, model::RoomsRequest, model::DisconnectRequest, model::OkResponse,
+        model::SocketEntry, model::SocketsResponse, model::RoomsResponse)),
+    tags(
+        (name = "emit", description = "Emit API (public listener): send events to clients"),
+        (name = "rooms", description = "Emit API (public listener): rooms, listings, disconnects"),
+    )
+)]
+pub struct EmitDoc;

@@ -1,0 +1,240 @@
+// SPEC 6 emit API with official socket.io-client v4 and v2 receivers.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { setup, connected, hsToken, onAnyEvent, sleep } from "./harness.mjs";
+
+const SECRET = "emit-secret";
+const auth = { mode: "jwt", algorithm: "HS256", secret: SECRET, timeout_ms: 5000 };
+
+/** A namespace with three authenticated sockets (v4 alice in r1, v2 bob in r1+r2, v4 carol) and one inert socket. */
+async function world() {
+  const env = await setup({ auth });
+  const key = await env.bridge.createKey(["/chat"]);
+  await sleep(200);
+  const token = (sub, rooms = []) => hsToken(SECRET, { sub, rooms });
+  const alice = await connected("v4", env.url, { auth: { token: await token("alice", ["r1"]) } });
+  const bob = await connected("v2", env.url, { query: { token: await token("bob", ["r1", "r2"]) } });
+  const carol = await connected("v4", env.url, { auth: { token: await token("carol") } });
+  const inert = await connected("v4", env.url);
+  const sockets = { alice, bob, carol, inert };
+  const inbox = Object.fromEntries(Object.keys(sockets).map((k) => [k, []]));
+  for (const [name, socket] of Object.entries(sockets)) onAnyEvent(socket, (event, ...args) => inbox[name].push([event, ...args]));
+  const sid = (name) => sockets[name].id.split("#").pop();
+  const emit = (body) => env.bridge.v1("POST", "/v1/emit", key, { namespace: "/chat", ...body });
+  /** Emits, waits a little, returns who got what and clears the inboxes. */
+  const deliver = async (body) => {
+    const res = await emit(body);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    await sleep(150);
+    const got = Object.fromEntries(Object.entries(inbox).map(([k, v]) => [k, v.splice(0)]));
+    return got;
+  };
+  const who = (got) => Object.keys(got).filter((k) => got[k].length > 0).sort();
+  return {
+    env, key, sockets, inbox, sid, emit, deliver, who,
+    async close() {
+      for (const s of Object.values(sockets)) s.close();
+      await env.close();
+    },
+  };
+}
+
+test("targets: everyone, rooms, except, users, sockets, combinations, and nobody", async () => {
+  const w = await world();
+  try {
+    assert.deepEqual(w.who(await w.deliver({ event: "all", data: 1 })), ["alice", "bob", "carol"], "never the inert socket");
+    assert.deepEqual(w.who(await w.deliver({ event: "e", rooms: ["r1"] })), ["alice", "bob"]);
+    assert.deepEqual(w.who(await w.deliver({ event: "e", rooms: ["r1"], except: ["r2"] })), ["alice"]);
+    assert.deepEqual(w.who(await w.deliver({ event: "e", except: ["r1"] })), ["carol"]);
+    assert.deepEqual(w.who(await w.deliver({ event: "e", users: ["bob", "carol"] })), ["bob", "carol"]);
+    assert.deepEqual(w.who(await w.deliver({ event: "e", sockets: [w.sid("alice"), w.sockets.bob.id] })), ["alice", "bob"], "v2 ids with the /chat# prefix work too");
+    assert.deepEqual(w.who(await w.deliver({ event: "e", rooms: ["r2"], users: ["carol"] })), ["bob", "carol"]);
+    assert.deepEqual(w.who(await w.deliver({ event: "e", sockets: [w.sid("inert")] })), [], "inert sockets are never reached");
+    assert.deepEqual(w.who(await w.deliver({ event: "e", rooms: [] })), [], "an empty target list reaches nobody");
+  } finally {
+    await w.close();
+  }
+});
+
+test("data is one argument, args several; binary goes out as attachments", async () => {
+  const w = await world();
+  try {
+    let got = await w.deliver({ event: "one", data: { a: [1, null] }, users: ["alice", "bob"] });
+    assert.deepEqual(got.alice, [["one", { a: [1, null] }]]);
+    assert.deepEqual(got.bob, [["one", { a: [1, null] }]]);
+    got = await w.deliver({ event: "many", args: ["x", 2, { $binary: "AAEC" }], users: ["alice", "bob"] });
+    for (const name of ["alice", "bob"]) {
+      const [[event, x, two, bin]] = got[name];
+      assert.equal(event, "many");
+      assert.equal(x, "x");
+      assert.equal(two, 2);
+      assert.ok(Buffer.from(bin).equals(Buffer.from([0, 1, 2])), `${name} got binary`);
+    }
+    got = await w.deliver({ event: "nothing", users: ["carol"] });
+    assert.deepEqual(got.carol, [["nothing"]]);
+  } finally {
+    await w.close();
+  }
+});
+
+test("a batch is sent in order with one result per message", async () => {
+  const w = await world();
+  try {
+    const res = await w.env.bridge.v1("POST", "/v1/emit/batch", w.key, {
+      messages: [
+        { namespace: "/chat", event: "n", data: 1, users: ["alice"] },
+        { namespace: "/chat", event: "disconnect", users: ["alice"] },
+        { namespace: "/chat", event: "n", data: 2, users: ["alice"], ack_timeout_ms: 100 },
+        { namespace: "/elsewhere", event: "n", data: 3 },
+        { namespace: "/chat", event: 7 },
+        { namespace: "/chat", event: "n", data: 4, users: ["alice"] },
+      ],
+    });
+    assert.equal(res.status, 200);
+    const codes = res.body.results.map((r) => r.error?.code ?? (r.ok ? "ok" : "?"));
+    assert.deepEqual(codes, ["ok", "invalid_field", "ok", "forbidden", "invalid_field", "ok"]);
+    assert.match(res.body.results[4].error.message, /^messages\[4\]\.event:/);
+    assert.deepEqual(res.body.results[2], { ok: true, acks: [], timed_out: 1 });
+    await sleep(150);
+    assert.deepEqual(w.inbox.alice.map((m) => m[1]), [1, 2, 4]);
+    const tooMany = await w.env.bridge.v1("POST", "/v1/emit/batch", w.key, { messages: Array(101).fill({ namespace: "/chat", event: "x" }) });
+    assert.equal(tooMany.status, 400);
+    assert.equal(tooMany.body.error.code, "invalid_field");
+  } finally {
+    await w.close();
+  }
+});
+
+test("acks are collected until the timeout: answers and silences counted", async () => {
+  const w = await world();
+  try {
+    w.sockets.alice.on("q", (n, cb) => cb({ alice: n }, Buffer.from("ok")));
+    w.sockets.bob.on("q", (n, cb) => cb("bob", n));
+    // carol never answers
+    const started = Date.now();
+    const res = await w.emit({ event: "q", data: 9, ack_timeout_ms: 400 });
+    assert.equal(res.status, 200);
+    assert.ok(Date.now() - started >= 350, "waited for the silent socket");
+    const bySocket = Object.fromEntries(res.body.acks.map((a) => [a.socket, a.args]));
+    assert.deepEqual(bySocket[w.sid("alice")], [{ alice: 9 }, { $binary: "b2s=" }]);
+    assert.deepEqual(bySocket[w.sid("bob")], ["bob", 9]);
+    assert.equal(res.body.timed_out, 1);
+    assert.equal(res.body.ok, true);
+  } finally {
+    await w.close();
+  }
+});
+
+test("join, leave and disconnect through the API; listings with filters", async () => {
+  const w = await world();
+  try {
+    const v1 = (m, p, b) => w.env.bridge.v1(m, p, w.key, b);
+    assert.equal((await v1("POST", "/v1/join", { namespace: "/chat", users: ["carol"], join: ["vip", "r2"] })).status, 200);
+    assert.deepEqual(w.who(await w.deliver({ event: "e", rooms: ["vip"] })), ["carol"]);
+    assert.equal((await v1("POST", "/v1/leave", { namespace: "/chat", rooms: ["r2"], leave: ["r2"] })).status, 200);
+    assert.deepEqual(w.who(await w.deliver({ event: "e", rooms: ["r2"] })), []);
+
+    let list = (await v1("GET", "/v1/sockets?namespace=/chat")).body.sockets;
+    assert.deepEqual(list.map((s) => s.user_id).sort(), ["alice", "bob", "carol"]);
+    const carol = list.find((s) => s.user_id === "carol");
+    assert.deepEqual(carol.rooms.sort(), [w.sid("carol"), "user:carol", "vip"].sort());
+    list = (await v1("GET", "/v1/sockets?namespace=/chat&room=r1")).body.sockets;
+    assert.deepEqual(list.map((s) => s.user_id).sort(), ["alice", "bob"]);
+    list = (await v1("GET", "/v1/sockets?namespace=/chat&room=r1&user=bob")).body.sockets;
+    assert.deepEqual(list.map((s) => s.user_id), ["bob"]);
+    list = (await v1("GET", "/v1/sockets?namespace=/chat&user=nobody")).body.sockets;
+    assert.deepEqual(list, []);
+    const rooms = (await v1("GET", "/v1/rooms?namespace=/chat")).body.rooms;
+    assert.deepEqual(rooms, ["r1", "user:alice", "user:bob", "user:carol", "vip"]);
+
+    const gone = new Promise((resolve) => w.sockets.bob.once("disconnect", resolve));
+    assert.equal((await v1("POST", "/v1/disconnect", { namespace: "/chat", users: ["bob"] })).status, 200);
+    await gone;
+    assert.ok(w.sockets.alice.connected && w.sockets.carol.connected);
+  } finally {
+    await w.close();
+  }
+});
+
+test("bad requests get clear errors; nothing bad is sent", async () => {
+  const w = await world();
+  const bridge = w.env.bridge;
+  try {
+    const other = await bridge.createKey(["/other"]);
+    const revoked = await bridge.admin("POST", "/admin/api-keys", { name: "gone", namespaces: ["*"] });
+    await bridge.admin("DELETE", `/admin/api-keys/${revoked.body.id}`);
+    await sleep(300);
+    const ok = { namespace: "/chat", event: "e" };
+    const cases = [
+      ["POST", "/v1/emit", null, ok, {}, 401, "unauthorized"],
+      ["POST", "/v1/emit", "bk_wrong", ok, {}, 401, "unauthorized"],
+      ["POST", "/v1/emit", revoked.body.key, ok, {}, 401, "unauthorized"],
+      ["POST", "/v1/emit", other, ok, {}, 403, "forbidden"],
+      ["POST", "/v1/emit", w.key, { ...ok, namespace: "/nope" }, {}, 403, "forbidden"],
+      ["POST", "/v1/emit", w.key, { ...ok, event: "connect" }, {}, 400, "invalid_field", "event:"],
+      ["POST", "/v1/emit", w.key, { ...ok, data: 1, args: [1] }, {}, 400, "invalid_field", "data:"],
+      ["POST", "/v1/emit", w.key, { ...ok, rooms: "r1" }, {}, 400, "invalid_field", "rooms:"],
+      ["POST", "/v1/emit", w.key, { ...ok, ack_timeout_ms: 0 }, {}, 400, "invalid_field", "ack_timeout_ms"],
+      ["POST", "/v1/emit", w.key, { ...ok, args: [{ $binary: "!!" }] }, {}, 400, "invalid_field", "args[0]"],
+      ["POST", "/v1/emit", w.key, { namespace: "/chat" }, {}, 400, "bad_request", "missing field `event`"],
+      ["POST", "/v1/emit", w.key, undefined, { raw: "{oops" }, 400, "bad_request", "malformed JSON"],
+      ["POST", "/v1/emit", w.key, undefined, { raw: JSON.stringify({ ...ok, data: "x".repeat(1100000) }) }, 413, "payload_too_large"],
+      ["POST", "/v1/emit", w.key, undefined, { raw: "namespace=/chat", contentType: "text/plain" }, 415, "unsupported_media_type"],
+      ["POST", "/v1/join", w.key, { namespace: "/chat", users: ["alice"] }, {}, 400, "invalid_field", "join:"],
+      ["POST", "/v1/join", w.key, { namespace: "/chat", join: ["$inert"] }, {}, 400, "invalid_field", "join[0]"],
+      ["GET", "/v1/sockets", w.key, undefined, {}, 400, "invalid_field", "namespace"],
+      ["GET", "/v1/rooms?namespace=/other", other, undefined, {}, 404, "not_found"],
+      ["GET", "/v1/nothing-here", w.key, undefined, {}, 404, "not_found"],
+    ];
+    for (const [method, path, key, body, opts, status, code, message] of cases) {
+      const res = await bridge.v1(method, path, key, body, opts);
+      const label = `${method} ${path} ${JSON.stringify(body ?? opts.raw ?? "").slice(0, 80)}`;
+      assert.equal(res.status, status, `${label}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body?.error?.code, code, label);
+      if (message) assert.ok(res.body.error.message.includes(message), `${label}: ${res.body.error.message}`);
+    }
+    await sleep(150);
+    assert.deepEqual(w.inbox.alice, [], "no bad request reached a client");
+  } finally {
+    await w.close();
+  }
+});
+
+test("a key over its rate limit gets 429 with Retry-After; last_used_at is recorded", async () => {
+  const env = await setup({ env: { BRIDGE_API_RATE_LIMIT: "1", BRIDGE_API_RATE_BURST: "3" } });
+  try {
+    const created = await env.bridge.admin("POST", "/admin/api-keys", { name: "busy", namespaces: ["/chat"] });
+    await sleep(200);
+    const statuses = [];
+    let last;
+    for (let i = 0; i < 5; i++) {
+      last = await env.bridge.v1("POST", "/v1/emit", created.body.key, { namespace: "/chat", event: "e" });
+      statuses.push(last.status);
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 429, 429]);
+    assert.equal(last.body.error.code, "rate_limited");
+    assert.ok(Number(last.headers.get("retry-after")) >= 1);
+    await sleep(1500);
+    const keys = (await env.bridge.admin("GET", "/admin/api-keys")).body;
+    assert.ok(keys.find((k) => k.id === created.body.id).last_used_at, "last_used_at written in the background");
+  } finally {
+    await env.close();
+  }
+});
+
+test("emits and sockets are counted; the emit API is in the OpenAPI document", async () => {
+  const w = await world();
+  try {
+    await w.deliver({ event: "counted" });
+    assert.equal((await w.env.bridge.admin("GET", "/admin/stats")).body.emits, 1);
+    const metrics = await (await fetch(`${w.env.bridge.adminUrl}/metrics`)).text();
+    assert.ok(metrics.includes('bridge_emits_total{outcome="sent"} 1'), metrics);
+    const doc = await (await fetch(`${w.env.bridge.adminUrl}/admin/openapi.json`)).json();
+    for (const path of ["/v1/emit", "/v1/emit/batch", "/v1/join", "/v1/leave", "/v1/disconnect", "/v1/sockets", "/v1/rooms"]) {
+      assert.ok(doc.paths[path], `${path} documented`);
+    }
+  } finally {
+    await w.close();
+  }
+});
