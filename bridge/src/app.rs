@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::emit_api::auth::KeyActivity;
 use crate::emit_api::{EmitDoc, EmitState};
 use crate::socket::Gateway;
-use crate::socket::v2_compat::{PayloadLimit, fix_v2_connect};
+use crate::socket::v2_compat::{V2Compat, fix_v2_connect};
 use crate::stats::Counters;
 use crate::webhook::Dispatcher;
 use crate::{emit_api, health, metrics};
@@ -87,11 +87,13 @@ impl Application {
             .route("/readyz", get(health::readyz))
             .with_state(store.clone())
             .merge(emit_api::router(emit_state))
-            .layer(socket_layer)
-            .layer(middleware::from_fn_with_state(
-                PayloadLimit(usize::try_from(config.max_payload).unwrap_or(usize::MAX)),
-                fix_v2_connect,
-            ));
+            .layer(socket_layer);
+        let v2_compat = V2Compat {
+            limit: usize::try_from(config.max_payload).unwrap_or(usize::MAX),
+            inner: public_router.clone(),
+        };
+        let public_router =
+            public_router.layer(middleware::from_fn_with_state(v2_compat, fix_v2_connect));
         let admin_router = admin_router(&store, &admin_token, counters);
 
         let public = bind(&config.listen).await?;

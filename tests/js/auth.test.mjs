@@ -204,3 +204,41 @@ test("a v4 client that never sends CONNECT is closed after the connect timeout",
     await env.close();
   }
 });
+
+test("a v2 client forced to WebSocket works through the relay: query, acks, binary, emits, pings", async () => {
+  const env = await setup({
+    hooks: [{ events: ["*", "$connect"], reply: true }],
+    handler: (req) => (req.json.type === "event" ? { body: { ack_args: req.json.args } } : {}),
+    env: { BRIDGE_PING_INTERVAL_MS: "200", BRIDGE_PING_TIMEOUT_MS: "300" },
+  });
+  try {
+    const key = await env.bridge.createKey(["/chat"]);
+    const socket = await connected("v2", env.url, { query: { team: "red" }, transports: ["websocket"] });
+    assert.equal(socket.io.engine.transport.name, "websocket");
+    const ack = await emitWithAck(socket, "up", "a", Buffer.from([9, 8]));
+    assert.equal(ack[0], "a");
+    assert.ok(Buffer.from(ack[1]).equals(Buffer.from([9, 8])));
+    assert.equal(env.receiver.events("connect")[0].json.handshake.query.team, "red");
+    await sleep(1000); // several ping intervals: the relay keeps the connection alive
+    assert.ok(socket.connected);
+    const news = next(socket, "news");
+    const res = await env.bridge.v1("POST", "/v1/emit", key, { namespace: "/chat", event: "news", data: "fresh" });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await news, ["fresh"]);
+    socket.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("a default v2 client keeps working after its upgrade from polling to WebSocket", async () => {
+  const env = await setup({ hooks: [{ events: ["*"], reply: true }], handler: () => ({ body: { ack: "ok" } }) });
+  try {
+    const socket = await connected("v2", env.url, { query: { q: "1" } });
+    await new Promise((resolve) => (socket.io.engine.transport.name === "websocket" ? resolve() : socket.io.engine.once("upgrade", resolve)));
+    assert.deepEqual(await emitWithAck(socket, "after-upgrade"), ["ok"]);
+    socket.close();
+  } finally {
+    await env.close();
+  }
+});

@@ -1,34 +1,29 @@
-//! Works around a socketioxide 0.18.9 bug with socket.io-client v2 (Engine.IO 3).
-//!
-//! A v2 client puts its `query` into the CONNECT packet of a custom namespace
-//! (`40/chat?token=abc,`), and socketioxide keeps `?token=abc` in the namespace name, so the
-//! client never connects. The same query is also on the handshake URL, where the bridge reads it.
-//! This middleware strips the query from CONNECT packets in Engine.IO 3 polling bodies before
-//! socketioxide parses them. v2 clients send CONNECT over polling (before any upgrade), so
-//! this covers them unless they are forced to `transports: ["websocket"]` (see the README).
-//! The upstream fix: socketioxide's v4 parser should split the namespace at `?`.
+//! Engine.IO 3 polling bodies: `<utf16 length>:<packet>` frames, rewritten in place.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-/// Largest polling body rewritten (the configured max payload).
-#[derive(Debug, Clone, Copy)]
-pub struct PayloadLimit(pub usize);
+use super::strip_connect_query;
 
-/// Middleware: rewrites CONNECT packets in Engine.IO 3 polling POST bodies, passes all else.
-pub async fn fix_v2_connect(
-    State(limit): State<PayloadLimit>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if !is_eio3_polling_post(&req) {
-        return next.run(req).await;
+/// Whether `req` is an Engine.IO 3 polling POST with a string payload.
+pub fn is_eio3_polling_post(req: &Request) -> bool {
+    if req.method() != Method::POST {
+        return false;
     }
+    let binary = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
+    !binary
+}
+
+/// Rewrites the CONNECT packets of the body, then passes the request on.
+pub async fn rewrite(limit: usize, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, limit.0).await else {
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "payload too large").into_response();
     };
     let bytes = match std::str::from_utf8(&bytes).ok().and_then(rewrite_payload) {
@@ -42,22 +37,9 @@ pub async fn fix_v2_connect(
         .await
 }
 
-fn is_eio3_polling_post(req: &Request) -> bool {
-    if req.method() != Method::POST || !req.uri().path().starts_with("/socket.io/") {
-        return false;
-    }
-    let query = req.uri().query().unwrap_or("");
-    let is_v3 = query.split('&').any(|kv| kv == "EIO=3");
-    let binary = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
-    is_v3 && !binary
-}
-
 /// Rewrites a string payload (`<utf16 length>:<packet>` frames); `None` when nothing changes or
 /// the payload is not well-formed (then it is passed on untouched for socketioxide to judge).
-fn rewrite_payload(payload: &str) -> Option<String> {
+pub fn rewrite_payload(payload: &str) -> Option<String> {
     let mut out = String::with_capacity(payload.len());
     let mut rest = payload;
     let mut changed = false;
@@ -79,15 +61,6 @@ fn rewrite_payload(payload: &str) -> Option<String> {
         rest = tail;
     }
     changed.then_some(out)
-}
-
-/// `40/chat?token=abc,` → `40/chat,`; `None` for any other packet.
-fn strip_connect_query(packet: &str) -> Option<String> {
-    let ns_and_rest = packet.strip_prefix("40/")?;
-    let ns_end = ns_and_rest.find(',').unwrap_or(ns_and_rest.len());
-    let (namespace, rest) = ns_and_rest.split_at(ns_end);
-    let (path, _query) = namespace.split_once('?')?;
-    Some(format!("40/{path}{rest}"))
 }
 
 /// Byte offset of the first `units` UTF-16 code units of `s`.

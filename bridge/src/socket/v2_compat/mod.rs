@@ -1,0 +1,79 @@
+//! Works around a socketioxide 0.18.9 bug with socket.io-client v2 (Engine.IO 3).
+//!
+//! A v2 client puts its `query` into the CONNECT packet of a custom namespace
+//! (`40/chat?token=abc,`), and socketioxide keeps `?token=abc` in the namespace name, so the
+//! client never connects. (The same query is on the handshake URL, where the bridge reads it.)
+//! This middleware strips the query from CONNECT packets before socketioxide parses them:
+//! - [`polling`]: in Engine.IO 3 polling POST bodies, rewritten in place;
+//! - [`websocket`]: Engine.IO 3 WebSockets are terminated here and relayed to socketioxide over
+//!   an in-memory connection, rewriting CONNECT text frames on the way.
+//!
+//! Every other request (Engine.IO 4, v3/v4 clients) passes untouched. The upstream fix:
+//! socketioxide's protocol-4 parser should split the namespace at `?`.
+
+mod polling;
+mod websocket;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// What the middleware needs: the body limit, and the service to relay WebSockets to.
+#[derive(Clone)]
+pub struct V2Compat {
+    /// Largest polling body or WebSocket message accepted (the configured max payload).
+    pub limit: usize,
+    /// The public router without this middleware (socketioxide inside).
+    pub inner: Router,
+}
+
+/// Middleware entry point.
+pub async fn fix_v2_connect(State(compat): State<V2Compat>, req: Request, next: Next) -> Response {
+    if !is_eio3(&req) {
+        return next.run(req).await;
+    }
+    if websocket::is_upgrade(&req) {
+        return websocket::relay(compat, req).await;
+    }
+    if polling::is_eio3_polling_post(&req) {
+        return polling::rewrite(compat.limit, req, next).await;
+    }
+    next.run(req).await
+}
+
+fn is_eio3(req: &Request) -> bool {
+    req.uri().path().starts_with("/socket.io/")
+        && req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .any(|kv| kv == "EIO=3")
+}
+
+/// `40/chat?token=abc,` → `40/chat,`; `None` for any other packet.
+fn strip_connect_query(packet: &str) -> Option<String> {
+    let ns_and_rest = packet.strip_prefix("40/")?;
+    let ns_end = ns_and_rest.find(',').unwrap_or(ns_and_rest.len());
+    let (namespace, rest) = ns_and_rest.split_at(ns_end);
+    let (path, _query) = namespace.split_once('?')?;
+    Some(format!("40/{path}{rest}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_only_connect_queries() {
+        assert_eq!(
+            strip_connect_query("40/chat?token=abc,").as_deref(),
+            Some("40/chat,")
+        );
+        assert_eq!(strip_connect_query("40/a/b?x=1").as_deref(), Some("40/a/b"));
+        assert_eq!(strip_connect_query("40/chat,"), None);
+        assert_eq!(strip_connect_query("42/chat,[\"a?b\"]"), None);
+        assert_eq!(strip_connect_query("2probe"), None);
+    }
+}

@@ -1,0 +1,180 @@
+//! Engine.IO 3 WebSockets: the client's connection ends here and is relayed to socketioxide over
+//! an in-memory HTTP connection, so that CONNECT text frames can be rewritten on the way in.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{WebSocketStream, client_async_with_config};
+use tower::ServiceExt;
+
+use super::{V2Compat, strip_connect_query};
+
+/// Buffer of the in-memory connection between the relay and socketioxide.
+const PIPE_BYTES: usize = 64 * 1024;
+
+/// Whether `req` asks for a WebSocket upgrade.
+pub fn is_upgrade(req: &Request) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Answers the client's upgrade itself and relays the connection to socketioxide.
+pub async fn relay(compat: V2Compat, mut req: Request) -> Response {
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key").into_response();
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(compat.limit))
+        .max_frame_size(Some(compat.limit));
+    let request = match inner_request(&req) {
+        Ok(request) => request,
+        Err(err) => return (StatusCode::BAD_REQUEST, err).into_response(),
+    };
+    // The relayed request keeps the client's address, as if it had come straight in.
+    let connect_info = req.extensions().get::<ConnectInfo<SocketAddr>>().cloned();
+    let inner = match connect_inner(&compat, request, connect_info, config).await {
+        Ok(ws) => ws,
+        Err(answer) => return answer,
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let outer = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                pump(outer, inner).await;
+            }
+            Err(err) => tracing::debug!(%err, "v2 WebSocket upgrade failed"),
+        }
+    });
+    switching_protocols(&key)
+}
+
+/// Opens a WebSocket to socketioxide with the client's own request (same URL and headers),
+/// over an in-memory HTTP connection served by the inner router.
+async fn connect_inner(
+    compat: &V2Compat,
+    request: axum::http::Request<()>,
+    connect_info: Option<ConnectInfo<SocketAddr>>,
+    config: WebSocketConfig,
+) -> Result<WebSocketStream<tokio::io::DuplexStream>, Response> {
+    let (client_io, server_io) = tokio::io::duplex(PIPE_BYTES);
+    let service = compat.inner.clone().map_request(
+        move |mut inner_req: axum::http::Request<hyper::body::Incoming>| {
+            if let Some(info) = connect_info {
+                inner_req.extensions_mut().insert(info);
+            }
+            inner_req.map(Body::new)
+        },
+    );
+    tokio::spawn(async move {
+        let served = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(server_io), TowerToHyperService::new(service))
+            .with_upgrades()
+            .await;
+        if let Err(err) = served {
+            tracing::debug!(%err, "relayed v2 WebSocket connection ended");
+        }
+    });
+    match client_async_with_config(request, client_io, Some(config)).await {
+        Ok((ws, _)) => Ok(ws),
+        // socketioxide refused (unknown sid, bad transport): the client gets the same answer.
+        Err(tungstenite::Error::Http(answer)) => {
+            let (parts, body) = answer.into_parts();
+            Err(Response::from_parts(
+                parts,
+                Body::from(body.unwrap_or_default()),
+            ))
+        }
+        Err(err) => {
+            Err((StatusCode::BAD_GATEWAY, format!("WebSocket relay: {err}")).into_response())
+        }
+    }
+}
+
+/// The client's upgrade request for the inner connection, without extension negotiation
+/// (the relay speaks plain WebSocket on both sides).
+fn inner_request(req: &Request) -> Result<axum::http::Request<()>, String> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut request = axum::http::Request::builder()
+        .uri(format!("ws://relay{path}"))
+        .body(())
+        .map_err(|e| e.to_string())?;
+    let mut headers: HeaderMap = req.headers().clone();
+    headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+    if !headers.contains_key(header::HOST) {
+        headers.insert(header::HOST, HeaderValue::from_static("relay"));
+    }
+    *request.headers_mut() = headers;
+    Ok(request)
+}
+
+fn switching_protocols(key: &HeaderValue) -> Response {
+    let accept = derive_accept_key(key.as_bytes());
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(value) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    response
+}
+
+/// Copies messages both ways until either side closes; CONNECT frames from the client are fixed.
+async fn pump<O, I>(outer: O, inner: I)
+where
+    O: Stream<Item = Result<Message, tungstenite::Error>> + Sink<Message> + Unpin,
+    I: Stream<Item = Result<Message, tungstenite::Error>> + Sink<Message> + Unpin,
+{
+    let (mut to_client, mut from_client) = outer.split();
+    let (mut to_server, mut from_server) = inner.split();
+    let upstream = async {
+        while let Some(Ok(message)) = from_client.next().await {
+            let message = match message {
+                Message::Text(text) => match strip_connect_query(text.as_str()) {
+                    Some(fixed) => Message::text(fixed),
+                    None => Message::Text(text),
+                },
+                // Pings are answered by each side's own WebSocket stack.
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                other => other,
+            };
+            if to_server.send(message).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_server.close().await;
+    };
+    let downstream = async {
+        while let Some(Ok(message)) = from_server.next().await {
+            if matches!(
+                message,
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_)
+            ) {
+                continue;
+            }
+            if to_client.send(message).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_client.close().await;
+    };
+    tokio::join!(upstream, downstream);
+}
