@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
-use crate::config::Config;
+use crate::config::{AdapterKind, Config};
 use crate::emit_api::auth::KeyActivity;
 use crate::emit_api::{EmitDoc, EmitState};
 use crate::socket::Gateway;
@@ -38,6 +38,9 @@ pub enum StartError {
         /// The error.
         source: StoreError,
     },
+    /// A setting names something this version does not provide yet.
+    #[error("{0}")]
+    Unsupported(String),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -63,6 +66,13 @@ pub struct Application {
 impl Application {
     /// Connects the store, applies migrations, loads the catalog and binds both listeners.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        if config.adapter != AdapterKind::Memory {
+            // Refuse rather than run as one node while the operator expects a cluster.
+            return Err(StartError::Unsupported(format!(
+                "BRIDGE_ADAPTER={}: multi-node adapters are not available in this version; use memory (one node)",
+                config.adapter.as_str()
+            )));
+        }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let store = connect_store(&config.database_url).await?;
         let catalog = Catalog::start(store.clone())

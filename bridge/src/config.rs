@@ -46,6 +46,17 @@ pub enum AdapterKind {
     Postgres,
 }
 
+impl AdapterKind {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Redis => "redis",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
 /// Every setting, unset ones `None`; the same struct reads flags/env (clap) and the TOML file (serde).
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -52,6 +52,22 @@ fn unreachable_store_is_one_line_and_non_zero() {
 }
 
 #[test]
+fn a_cluster_adapter_is_refused_until_it_exists() {
+    let out = bridge()
+        .env("DATABASE_URL", temp_db())
+        .env("BRIDGE_ADAPTER", "redis")
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("BRIDGE_ADAPTER=redis") && stderr.contains("not available"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn bad_config_file_exits_with_usage_error() {
     let out = bridge()
         .env("BRIDGE_CONFIG", "/nonexistent/bridge.toml")
