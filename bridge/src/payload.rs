@@ -14,7 +14,6 @@ use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, SerializeTuple};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
-use socketioxide::socket::Sid;
 
 /// Key of the object that stands for a binary attachment.
 pub const BINARY_KEY: &str = "$binary";
@@ -270,11 +269,6 @@ impl<'de> Visitor<'de> for BinJsonVisitor {
         }
         Ok(Value::Object(out))
     }
-}
-
-/// A socket id as the string clients see.
-pub fn sid_string(sid: Sid) -> String {
-    sid.to_string()
 }
 
 #[cfg(test)]

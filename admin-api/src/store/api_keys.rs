@@ -28,12 +28,8 @@ impl Store {
     /// One API key by id.
     pub async fn get_api_key(&self, id: &str) -> Result<ApiKey, StoreError> {
         let sql = concat!("SELECT ", columns!(), " FROM api_keys WHERE id = $1");
-        let row = sqlx::query(sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("api key {id} not found")))?;
-        api_key_from_row(&row)
+        self.fetch_by_id(sql, id, api_key_from_row, || not_found(id))
+            .await
     }
 
     /// Inserts an API key (only its hash).
@@ -68,7 +64,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("api key {id} not found")));
+            return Err(not_found(id));
         }
         self.commit_change(tx).await?;
         self.get_api_key(id).await
@@ -85,6 +81,10 @@ impl Store {
         }
         Ok(())
     }
+}
+
+fn not_found(id: &str) -> StoreError {
+    StoreError::NotFound(format!("api key {id} not found"))
 }
 
 fn api_key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {

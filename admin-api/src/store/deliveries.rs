@@ -101,12 +101,8 @@ impl Store {
     /// One delivery by id.
     pub async fn get_delivery(&self, id: &str) -> Result<Delivery, StoreError> {
         let sql = concat!("SELECT ", columns!(), " FROM deliveries WHERE id = $1");
-        let row = sqlx::query(sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("delivery {id} not found")))?;
-        delivery_from_row(&row)
+        self.fetch_by_id(sql, id, delivery_from_row, || not_found(id))
+            .await
     }
 
     /// Makes a delivery due now again, whatever its state, and returns it.
@@ -121,10 +117,14 @@ impl Store {
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("delivery {id} not found")));
+            return Err(not_found(id));
         }
         self.get_delivery(id).await
     }
+}
+
+fn not_found(id: &str) -> StoreError {
+    StoreError::NotFound(format!("delivery {id} not found"))
 }
 
 fn delivery_from_row(row: &AnyRow) -> Result<Delivery, StoreError> {

@@ -179,6 +179,37 @@ impl Store {
         })
     }
 
+    /// The row of `sql` (a `SELECT … WHERE id = $1`) decoded by `decode`, or `missing()`.
+    async fn fetch_by_id<T>(
+        &self,
+        sql: &'static str,
+        id: &str,
+        decode: fn(&AnyRow) -> Result<T, StoreError>,
+        missing: impl FnOnce() -> StoreError,
+    ) -> Result<T, StoreError> {
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(missing)?;
+        decode(&row)
+    }
+
+    /// Runs `sql` (a `DELETE … WHERE id = $1`) as a catalog change, or `missing()` when no row matched.
+    async fn delete_by_id(
+        &self,
+        sql: &'static str,
+        id: &str,
+        missing: impl FnOnce() -> StoreError,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(missing());
+        }
+        self.commit_change(tx).await
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
         Ok(self.pool.begin().await?)
     }

@@ -24,12 +24,8 @@ impl Store {
     /// One namespace by id.
     pub async fn get_namespace(&self, id: &str) -> Result<Namespace, StoreError> {
         let sql = concat!("SELECT ", columns!(), " FROM namespaces WHERE id = $1");
-        let row = sqlx::query(sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        namespace_from_row(&row)
+        self.fetch_by_id(sql, id, namespace_from_row, || not_found(id))
+            .await
     }
 
     /// Inserts a namespace; a taken name is a conflict.
@@ -71,15 +67,8 @@ impl Store {
 
     /// Deletes a namespace and, by cascade, its webhooks and their deliveries.
     pub async fn delete_namespace(&self, id: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM namespaces WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(not_found(id));
-        }
-        self.commit_change(tx).await
+        self.delete_by_id("DELETE FROM namespaces WHERE id = $1", id, || not_found(id))
+            .await
     }
 }
 

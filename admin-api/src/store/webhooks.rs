@@ -44,12 +44,8 @@ impl Store {
     /// One webhook by id.
     pub async fn get_webhook(&self, id: &str) -> Result<Webhook, StoreError> {
         let sql = concat!("SELECT ", columns!(), " FROM webhooks WHERE id = $1");
-        let row = sqlx::query(sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        webhook_from_row(&row)
+        self.fetch_by_id(sql, id, webhook_from_row, || not_found(id))
+            .await
     }
 
     /// Inserts a webhook; its namespace must exist.
@@ -123,15 +119,8 @@ impl Store {
 
     /// Deletes a webhook and its deliveries.
     pub async fn delete_webhook(&self, id: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(not_found(id));
-        }
-        self.commit_change(tx).await
+        self.delete_by_id("DELETE FROM webhooks WHERE id = $1", id, || not_found(id))
+            .await
     }
 }
 
