@@ -162,6 +162,7 @@ test("bad requests get clear errors; nothing bad is sent", async () => {
   const bridge = w.env.bridge;
   try {
     const other = await bridge.createKey(["/other"]);
+    const wildcard = await bridge.createKey(["*"]);
     const revoked = await bridge.admin("POST", "/admin/api-keys", { name: "gone", namespaces: ["*"] });
     await bridge.admin("DELETE", `/admin/api-keys/${revoked.body.id}`);
     await sleep(300);
@@ -172,6 +173,7 @@ test("bad requests get clear errors; nothing bad is sent", async () => {
       ["POST", "/v1/emit", revoked.body.key, ok, {}, 401, "unauthorized"],
       ["POST", "/v1/emit", other, ok, {}, 403, "forbidden"],
       ["POST", "/v1/emit", w.key, { ...ok, namespace: "/nope" }, {}, 403, "forbidden"],
+      ["POST", "/v1/emit", wildcard, { ...ok, namespace: "/nope" }, {}, 404, "not_found", "namespace /nope"],
       ["POST", "/v1/emit", w.key, { ...ok, event: "connect" }, {}, 400, "invalid_field", "event:"],
       ["POST", "/v1/emit", w.key, { ...ok, data: 1, args: [1] }, {}, 400, "invalid_field", "data:"],
       ["POST", "/v1/emit", w.key, { ...ok, rooms: "r1" }, {}, 400, "invalid_field", "rooms:"],
