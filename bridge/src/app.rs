@@ -155,22 +155,28 @@ impl Application {
         &self.catalog
     }
 
-    /// Serves both listeners until `shutdown` resolves, then drains for at most 10 s.
+    /// Serves both listeners until `shutdown` resolves, then drains requests and queued webhook
+    /// deliveries for at most 10 s each.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let io = self.gateway.io.clone();
+        let gateway = self.gateway.clone();
         tokio::spawn(async move {
             shutdown.await;
             // Close the sockets first: open WebSockets and long-polls would hold the drain open.
-            io.close().await;
+            gateway.close().await;
             let _ = stop_tx.send(true);
         });
         let public = serve(self.public, self.public_router, stop_rx.clone());
         let admin = serve(self.admin, self.admin_router, stop_rx);
         let result = tokio::try_join!(public, admin).map(|_| ());
+        // Deliveries already accepted (and the `$disconnect`s of the closed sockets) go out first.
+        let left = self.gateway.dispatcher.drain(DRAIN_TIMEOUT).await;
+        if left > 0 {
+            tracing::warn!(left, "stopping with webhook deliveries still queued");
+        }
         self.store.close().await;
         tracing::info!("stopped");
         result

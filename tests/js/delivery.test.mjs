@@ -153,3 +153,19 @@ test("a payload over BRIDGE_MAX_PAYLOAD closes the connection instead of being f
     await env.close();
   }
 });
+
+test("on SIGTERM, queued deliveries and the closed sockets' $disconnect go out before exit", async () => {
+  const env = await setup({ hooks: [{ events: ["*", "$disconnect"] }], handler: () => ({ delayMs: 300 }) });
+  try {
+    const socket = await connected("v4", env.url);
+    for (let i = 0; i < 4; i++) await emitWithAck(socket, "late", i);
+    await env.bridge.stop();
+    const events = env.receiver.events().map((d) => d.json.args[0]);
+    assert.deepEqual(events, [0, 1, 2, 3], "every accepted event was delivered");
+    const gone = env.receiver.events("disconnect");
+    assert.equal(gone.length, 1);
+    assert.match(gone[0].json.reason, /disconnect/);
+  } finally {
+    await env.close();
+  }
+});

@@ -132,6 +132,23 @@ impl Gateway {
         tracing::info!(namespace = name, "namespace registered");
     }
 
+    /// Disconnects every socket (running their disconnect handlers, so `$disconnect` goes out),
+    /// then closes the server. `SocketIo::close` alone takes the namespaces away before closing
+    /// the transports, so socketioxide 0.18.9 would run no disconnect handler.
+    pub async fn close(&self) {
+        let names: Vec<String> = self
+            .registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        for name in names {
+            disconnect_all(&self.io, &name).await;
+        }
+        self.io.close().await;
+    }
+
     /// `/` left the store: it stays registered for v2 clients, but its sockets are disconnected.
     fn disconnect_root(&self) {
         let io = self.io.clone();

@@ -6,6 +6,7 @@
 //! new message (counted in `bridge_webhook_dropped_total` and logged) instead of blocking.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -67,6 +68,8 @@ pub struct Dispatcher {
     concurrency: usize,
     store: Store,
     counters: Arc<Counters>,
+    /// Jobs queued or in flight, so that shutdown can wait for them.
+    outstanding: AtomicUsize,
 }
 
 impl Dispatcher {
@@ -78,6 +81,22 @@ impl Dispatcher {
             concurrency: concurrency.max(1),
             store,
             counters,
+            outstanding: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits until every queued delivery has finished, or `deadline` has passed; returns how
+    /// many were still outstanding.
+    pub async fn drain(&self, deadline: Duration) -> usize {
+        let until = tokio::time::Instant::now() + deadline;
+        // Disconnect handlers run in tasks socketioxide spawns: let the last ones enqueue.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        loop {
+            let left = self.outstanding.load(Ordering::Acquire);
+            if left == 0 || tokio::time::Instant::now() >= until {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -184,7 +203,9 @@ impl SocketQueues {
                 .or_insert_with(|| spawn_worker(dispatcher.clone()))
                 .clone()
         };
+        dispatcher.outstanding.fetch_add(1, Ordering::AcqRel);
         tx.try_send(job).map_err(|err| {
+            dispatcher.outstanding.fetch_sub(1, Ordering::AcqRel);
             let job = match err {
                 mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => job,
             };
@@ -203,6 +224,7 @@ fn spawn_worker(dispatcher: Arc<Dispatcher>) -> mpsc::Sender<Job> {
             if let Some(on_done) = job.on_done.take() {
                 on_done(outcome);
             }
+            dispatcher.outstanding.fetch_sub(1, Ordering::AcqRel);
         }
     });
     tx
