@@ -696,3 +696,65 @@ async fn bad_inputs_get_clear_errors() {
     let (_, list) = app.admin_get("/admin/namespaces").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn readyz_reports_a_lost_store_and_recovers_by_itself() {
+    use sqlx::{Connection, Executor, PgConnection};
+    let app = TestApp::spawn(Engine::Postgres).await;
+    let ready = || async {
+        app.http
+            .get(app.public_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(ready().await, 200);
+    let name = app.database_url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = PgConnection::connect(&bridge_tests::db::postgres_server_url())
+        .await
+        .unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen.push(ready().await);
+        if seen.last() == Some(&503) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&503),
+        "503 while the store is gone: {seen:?}"
+    );
+    let (status, body) = app.admin_get("/admin/namespaces").await;
+    assert!(status == 503 || status == 500, "{status} {body}");
+    assert!(
+        body["error"]["code"].is_string(),
+        "JSON error while the store is gone: {body}"
+    );
+
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    let mut back = false;
+    for _ in 0..100 {
+        if ready().await == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        back,
+        "ready again once the store is back, without a restart"
+    );
+}
