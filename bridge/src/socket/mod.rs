@@ -20,7 +20,7 @@ use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogData};
 use crate::config::Config;
 use crate::stats::Counters;
 use crate::webhook::Dispatcher;
@@ -79,19 +79,28 @@ impl Gateway {
     fn sync_namespaces(self: &Arc<Self>) {
         let mut rx = self.catalog.subscribe();
         let gateway = Arc::downgrade(self);
-        self.apply_catalog(&rx.borrow_and_update().namespaces.keys().cloned().collect());
+        let first = rx.borrow_and_update().clone();
+        self.apply_catalog(&first);
         tokio::spawn(async move {
             while rx.changed().await.is_ok() {
                 let Some(gateway) = gateway.upgrade() else {
                     return;
                 };
-                let names = rx.borrow_and_update().namespaces.keys().cloned().collect();
-                gateway.apply_catalog(&names);
+                let data = rx.borrow_and_update().clone();
+                gateway.apply_catalog(&data);
             }
         });
     }
 
-    fn apply_catalog(self: &Arc<Self>, names: &HashSet<String>) {
+    fn apply_catalog(self: &Arc<Self>, data: &CatalogData) {
+        let live_hooks = data
+            .namespaces
+            .values()
+            .flat_map(|entry| entry.subscriptions.iter().map(|s| s.webhook.id.as_str()))
+            .collect();
+        self.dispatcher.retain_webhooks(&live_hooks);
+        let names: HashSet<String> = data.namespaces.keys().cloned().collect();
+        let names = &names;
         let registered = self
             .registered
             .lock()

@@ -145,6 +145,14 @@ impl Dispatcher {
         }
     }
 
+    /// Forgets the limits of webhooks not in `live` (deleted ones).
+    pub fn retain_webhooks(&self, live: &std::collections::HashSet<&str>) {
+        self.limits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| live.contains(id.as_str()));
+    }
+
     fn limit(&self, webhook_id: &str) -> Arc<Semaphore> {
         let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
         limits
