@@ -53,6 +53,7 @@ export async function startBridge(env = {}) {
     adminUrl: `http://${addresses.admin}`,
     token,
     log: () => log,
+    pid: child.pid,
     async stop() {
       if (child.exitCode !== null) return;
       child.kill("SIGTERM");
