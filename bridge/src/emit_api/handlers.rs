@@ -247,8 +247,7 @@ pub async fn sockets(
     query: Result<Query<SocketsQuery>, QueryRejection>,
 ) -> Result<Json<SocketsResponse>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let namespace = required_namespace(query.namespace.as_deref())?;
-    caller.require(namespace)?;
+    let namespace = permitted_namespace(&caller, query.namespace.as_deref())?;
     let user_room = query.user.as_ref().map(|u| format!("user:{u}"));
     let base = query.room.clone().or_else(|| user_room.clone());
     let targets = Targets {
@@ -304,9 +303,9 @@ pub async fn rooms(
     query: Result<Query<RoomsQuery>, QueryRejection>,
 ) -> Result<Json<RoomsResponse>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let namespace = required_namespace(query.namespace.as_deref())?;
-    caller.require(namespace)?;
+    let namespace = permitted_namespace(&caller, query.namespace.as_deref())?;
     let all = Targets::default();
+    // Two operators: both queries consume one, and `BroadcastOperators` is not `Clone`.
     let (Some(for_rooms), Some(for_ids)) = (
         operators(&state, namespace, &all)?,
         operators(&state, namespace, &all)?,
@@ -332,8 +331,14 @@ pub async fn rooms(
     Ok(Json(RoomsResponse { rooms }))
 }
 
-fn required_namespace(namespace: Option<&str>) -> Result<&str, ApiError> {
-    namespace
+/// The `namespace` query parameter: required, and one the caller's key may act on.
+fn permitted_namespace<'a>(
+    caller: &Caller,
+    namespace: Option<&'a str>,
+) -> Result<&'a str, ApiError> {
+    let namespace = namespace
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::invalid("namespace", "required query parameter"))
+        .ok_or_else(|| ApiError::invalid("namespace", "required query parameter"))?;
+    caller.require(namespace)?;
+    Ok(namespace)
 }
