@@ -2,7 +2,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { setup, connected, next, emitWithAck, verifySignature, signedBy, hsToken, sleep } from "./harness.mjs";
+import { setup, connect, connected, next, emitWithAck, verifySignature, signedBy, hsToken, sleep } from "./harness.mjs";
 
 const BOTH = ["v4", "v2"];
 
@@ -246,6 +246,27 @@ test("an echo backend made of replies alone acts as a Socket.IO server", async (
       socket.close();
     }
   } finally {
+    await env.close();
+  }
+});
+
+test("events sent the instant a socket connects are all forwarded", async () => {
+  const env = await setup({ hooks: [{ events: ["*"] }] });
+  const sockets = [];
+  try {
+    for (const version of BOTH) {
+      for (let i = 0; i < 40; i++) {
+        const socket = connect(version, env.url);
+        // Emitted from inside the `connect` callback: the earliest moment a client can.
+        socket.on("connect", () => socket.emit("first", `${version}-${i}`));
+        sockets.push(socket);
+      }
+    }
+    await env.receiver.waitFor((r) => r.length === sockets.length, 8000);
+    const got = new Set(env.receiver.events().map((d) => d.json.args[0]));
+    assert.equal(got.size, sockets.length);
+  } finally {
+    for (const socket of sockets) socket.close();
     await env.close();
   }
 });

@@ -7,8 +7,10 @@ use std::time::Duration;
 use admin_api::model::EventPattern;
 use serde_json::{Value, json};
 use socketioxide::ProtocolVersion;
+use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{SocketRef, TryData};
-use socketioxide::socket::DisconnectReason;
+use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::{DisconnectReason, Socket};
 
 use super::Gateway;
 use super::auth::{Identity, handshake_token};
@@ -65,8 +67,23 @@ pub async fn admit(
     Ok(())
 }
 
-/// Connect handler: the socket is in the namespace now.
-pub async fn on_connect(gateway: Arc<Gateway>, socket: SocketRef) {
+/// Type marker of the connect handler's `ConnectHandler` impl.
+pub enum OnConnectKind {}
+
+/// The connect handler. socketioxide spawns closure handlers after it has sent the CONNECT ack,
+/// so a fast client's first events could arrive before the catch-all exists (and be dropped), and
+/// emits could miss rooms not yet joined. This handler runs synchronously inside the connect.
+#[derive(Clone)]
+pub struct OnConnect(pub Arc<Gateway>);
+
+impl ConnectHandler<LocalAdapter, OnConnectKind> for OnConnect {
+    fn call(&self, socket: Arc<Socket<LocalAdapter>>, _auth: Option<socketioxide_core::Value>) {
+        on_connect(self.0.clone(), SocketRef::from(socket));
+    }
+}
+
+/// The socket is in the namespace now: rooms, handlers, and forwarding or the wait for a token.
+fn on_connect(gateway: Arc<Gateway>, socket: SocketRef) {
     let Some(session) = socket.extensions.get::<Session>() else {
         return;
     };

@@ -127,10 +127,7 @@ impl Gateway {
         if !registered.insert(name.to_owned()) {
             return;
         }
-        let on_connect = {
-            let gateway = self.clone();
-            move |socket: SocketRef| connect::on_connect(gateway.clone(), socket)
-        };
+        let on_connect = connect::OnConnect(self.clone());
         let admit = {
             let gateway = self.clone();
             move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
