@@ -14,7 +14,7 @@ use socketioxide::socket::{DisconnectReason, Socket};
 
 use super::Gateway;
 use super::auth::{Identity, handshake_token};
-use super::forward::{Forwarder, deliver_lifecycle, socket_info};
+use super::forward::{Forwarder, apply_reply, deliver_lifecycle, socket_info};
 use super::session::{INERT_ROOM, Session};
 use crate::catalog::NamespaceEntry;
 use crate::webhook::body::{Body, Handshake, Kind};
@@ -113,9 +113,9 @@ fn activate(gateway: &Arc<Gateway>, socket: &SocketRef, session: &Session, entry
         socket.join(rooms);
     }
     socket.leave(INERT_ROOM);
-    let reply = session.take_connect_reply();
-    if let Some(reply) = &reply {
-        apply_rooms(socket, reply);
+    // Its rooms, then its emits, before the `$connect` body below lists the rooms.
+    if let Some(reply) = session.take_connect_reply() {
+        apply_reply(socket, None, reply);
     }
     session.activate();
     if session.mark_counted() {
@@ -138,20 +138,6 @@ fn activate(gateway: &Arc<Gateway>, socket: &SocketRef, session: &Session, entry
         &body,
         gate.as_deref(),
     );
-    if let Some(reply) = reply {
-        for (event, args) in reply.emit {
-            let _ = socket.emit(event, &args);
-        }
-    }
-}
-
-fn apply_rooms(socket: &SocketRef, reply: &Reply) {
-    if !reply.join.is_empty() {
-        socket.join(reply.join.clone());
-    }
-    if !reply.leave.is_empty() {
-        socket.leave(reply.leave.clone());
-    }
 }
 
 /// A socket without a handshake token: it must emit `authenticate` in time.
