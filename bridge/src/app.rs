@@ -59,7 +59,6 @@ pub struct Application {
     admin_router: Router,
     admin_token: String,
     store: Store,
-    catalog: Catalog,
     gateway: Arc<Gateway>,
 }
 
@@ -86,7 +85,7 @@ impl Application {
             config.webhook_concurrency,
         ));
         let (socket_layer, gateway) =
-            Gateway::build(&config, catalog.clone(), dispatcher, counters.clone());
+            Gateway::build(&config, catalog, dispatcher, counters.clone());
 
         let emit_state = EmitState {
             gateway: gateway.clone(),
@@ -115,7 +114,6 @@ impl Application {
             admin_router,
             admin_token,
             store,
-            catalog,
             gateway,
         };
         tracing::info!(
@@ -152,7 +150,7 @@ impl Application {
 
     /// The in-memory catalog.
     pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+        &self.gateway.catalog
     }
 
     /// Serves both listeners until `shutdown` resolves, then drains requests and queued webhook
