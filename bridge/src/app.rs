@@ -21,6 +21,7 @@ use crate::socket::Gateway;
 use crate::socket::v2_compat::{V2Compat, fix_v2_connect};
 use crate::stats::Counters;
 use crate::webhook::Dispatcher;
+use crate::webhook::outbox::{self, Outbox};
 use crate::{emit_api, health, metrics};
 use utoipa::OpenApi;
 
@@ -79,11 +80,13 @@ impl Application {
             .map_err(|source| store_error(&config.database_url, source))?;
         let counters = Arc::new(Counters::default());
         let admin_token = config.admin_token.clone().unwrap_or_else(generated_token);
+        let outbox = Outbox::start(store.clone(), config.outbox.clone(), counters.clone());
         let dispatcher = Arc::new(Dispatcher::new(
-            store.clone(),
+            outbox.clone(),
             counters.clone(),
             config.webhook_concurrency,
         ));
+        outbox::worker::spawn(outbox, dispatcher.clone(), catalog.clone());
         let (socket_layer, gateway) =
             Gateway::build(&config, catalog, dispatcher, counters.clone());
 
@@ -175,6 +178,8 @@ impl Application {
         if left > 0 {
             tracing::warn!(left, "stopping with webhook deliveries still queued");
         }
+        // Durable rows still held are released for another process or the next start.
+        self.gateway.dispatcher.outbox.shutdown(DRAIN_TIMEOUT).await;
         self.store.close().await;
         tracing::info!("stopped");
         result

@@ -76,6 +76,8 @@ pub struct CatalogData {
     pub namespaces: HashMap<String, Arc<NamespaceEntry>>,
     /// Unrevoked API keys by key hash.
     pub api_keys: HashMap<String, ApiKey>,
+    /// Every webhook by id (for the outbox worker, which starts from a stored row).
+    pub webhooks: HashMap<String, Arc<Webhook>>,
 }
 
 impl CatalogData {
@@ -88,6 +90,11 @@ impl CatalogData {
                 .or_default()
                 .push(Subscription::new(webhook));
         }
+        let webhooks = by_ns
+            .values()
+            .flatten()
+            .map(|sub| (sub.webhook.id.clone(), sub.webhook.clone()))
+            .collect();
         let namespaces = snapshot
             .namespaces
             .into_iter()
@@ -111,6 +118,7 @@ impl CatalogData {
             version: snapshot.version,
             namespaces,
             api_keys,
+            webhooks,
         }
     }
 }
@@ -153,6 +161,11 @@ impl Catalog {
     /// A receiver that is told of every new version.
     pub fn subscribe(&self) -> watch::Receiver<Arc<CatalogData>> {
         self.rx.clone()
+    }
+
+    /// The webhook with this id, if the store has it.
+    pub fn webhook(&self, id: &str) -> Option<Arc<Webhook>> {
+        self.rx.borrow().webhooks.get(id).cloned()
     }
 
     /// The namespace named `name`, if the store has it.

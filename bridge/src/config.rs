@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use crate::rate::RateLimit;
+use crate::webhook::outbox::schedule::{DEFAULT_SCHEDULE, Schedule, parse_duration};
 
 /// Command line of the `bridge` binary.
 #[derive(Debug, Parser)]
@@ -115,6 +116,24 @@ pub struct Settings {
     /// Webhook requests in flight per webhook [default: 64].
     #[arg(long, env = "BRIDGE_WEBHOOK_CONCURRENCY", global = true)]
     pub webhook_concurrency: Option<usize>,
+    /// Durable retry schedule, delays between attempts [default: 5s,30s,2m,10m,30m,1h,2h,4h,8h].
+    #[arg(long, env = "BRIDGE_OUTBOX_SCHEDULE", global = true)]
+    pub outbox_schedule: Option<String>,
+    /// Undelivered durable bytes one webhook may hold [default: 268435456 (256 MiB)].
+    #[arg(long, env = "BRIDGE_OUTBOX_WEBHOOK_BYTES", global = true)]
+    pub outbox_webhook_bytes: Option<u64>,
+    /// Undelivered durable bytes all webhooks may hold [default: 1073741824 (1 GiB)].
+    #[arg(long, env = "BRIDGE_OUTBOX_TOTAL_BYTES", global = true)]
+    pub outbox_total_bytes: Option<u64>,
+    /// How long a process holds a durable delivery without renewing its lease, ms [default: 30000].
+    #[arg(long, env = "BRIDGE_OUTBOX_LEASE_MS", global = true)]
+    pub outbox_lease_ms: Option<u64>,
+    /// How long delivered deliveries are kept [default: 7d].
+    #[arg(long, env = "BRIDGE_DELIVERED_RETENTION", global = true)]
+    pub delivered_retention: Option<String>,
+    /// How long failed and dead deliveries are kept [default: 30d].
+    #[arg(long, env = "BRIDGE_FAILED_RETENTION", global = true)]
+    pub failed_retention: Option<String>,
     /// Tracing filter [default: info].
     #[arg(long = "log", env = "RUST_LOG", global = true)]
     pub rust_log: Option<String>,
@@ -140,6 +159,12 @@ impl Settings {
             api_rate_limit: self.api_rate_limit.or(lower.api_rate_limit),
             api_rate_burst: self.api_rate_burst.or(lower.api_rate_burst),
             webhook_concurrency: self.webhook_concurrency.or(lower.webhook_concurrency),
+            outbox_schedule: self.outbox_schedule.or(lower.outbox_schedule),
+            outbox_webhook_bytes: self.outbox_webhook_bytes.or(lower.outbox_webhook_bytes),
+            outbox_total_bytes: self.outbox_total_bytes.or(lower.outbox_total_bytes),
+            outbox_lease_ms: self.outbox_lease_ms.or(lower.outbox_lease_ms),
+            delivered_retention: self.delivered_retention.or(lower.delivered_retention),
+            failed_retention: self.failed_retention.or(lower.failed_retention),
             rust_log: self.rust_log.or(lower.rust_log),
         }
     }
@@ -167,6 +192,23 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent.
     #[error("invalid setting {0}: {1}")]
     Invalid(&'static str, String),
+}
+
+/// Settings of the durable outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// Delays between attempts.
+    pub schedule: Schedule,
+    /// Undelivered bytes one webhook may hold.
+    pub webhook_bytes: u64,
+    /// Undelivered bytes all webhooks may hold.
+    pub total_bytes: u64,
+    /// How long a lease lasts without renewal.
+    pub lease: Duration,
+    /// How long delivered rows are kept.
+    pub delivered_retention: Duration,
+    /// How long failed and dead rows are kept.
+    pub failed_retention: Duration,
 }
 
 /// The validated configuration the application runs with.
@@ -198,6 +240,8 @@ pub struct Config {
     pub api_rate: RateLimit,
     /// Webhook requests in flight per webhook.
     pub webhook_concurrency: usize,
+    /// The durable outbox.
+    pub outbox: OutboxConfig,
     /// Tracing filter.
     pub rust_log: String,
 }
@@ -220,6 +264,7 @@ impl std::fmt::Debug for Config {
             .field("event_rate", &self.event_rate)
             .field("api_rate", &self.api_rate)
             .field("webhook_concurrency", &self.webhook_concurrency)
+            .field("outbox", &self.outbox)
             .finish_non_exhaustive()
     }
 }
@@ -258,6 +303,15 @@ impl Config {
                 burst: s.api_rate_burst.unwrap_or(2000.0),
             },
             webhook_concurrency: s.webhook_concurrency.unwrap_or(64),
+            outbox: OutboxConfig {
+                schedule: Schedule::parse(s.outbox_schedule.as_deref().unwrap_or(DEFAULT_SCHEDULE))
+                    .map_err(|e| ConfigError::Invalid("outbox_schedule", e))?,
+                webhook_bytes: s.outbox_webhook_bytes.unwrap_or(256 << 20),
+                total_bytes: s.outbox_total_bytes.unwrap_or(1 << 30),
+                lease: Duration::from_millis(s.outbox_lease_ms.unwrap_or(30_000)),
+                delivered_retention: retention("delivered_retention", s.delivered_retention, "7d")?,
+                failed_retention: retention("failed_retention", s.failed_retention, "30d")?,
+            },
             rust_log: s.rust_log.unwrap_or_else(|| "info".into()),
         };
         config.validate()?;
@@ -291,6 +345,12 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if self.outbox.lease < Duration::from_millis(300) {
+            return Err(ConfigError::Invalid(
+                "outbox_lease_ms",
+                "must be at least 300".into(),
+            ));
+        }
         if self.max_payload == 0 {
             return Err(ConfigError::Invalid(
                 "max_payload",
@@ -311,6 +371,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn retention(
+    name: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    parse_duration(value.as_deref().unwrap_or(default)).map_err(|e| ConfigError::Invalid(name, e))
 }
 
 fn read_file(path: &Path) -> Result<Settings, ConfigError> {
@@ -347,6 +415,42 @@ mod tests {
         assert_eq!(c.ping_timeout, Duration::from_millis(20_000));
         assert_eq!(c.connect_timeout, Duration::from_millis(45_000));
         assert_eq!(c.max_payload, 1_000_000);
+        assert_eq!(c.outbox.schedule.attempts(), 10);
+        assert_eq!(
+            c.outbox.delivered_retention,
+            Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(c.outbox.failed_retention, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn bad_outbox_settings_name_the_setting() {
+        for (settings, name) in [
+            (
+                Settings {
+                    outbox_schedule: Some("5s,soon".into()),
+                    ..Settings::default()
+                },
+                "outbox_schedule",
+            ),
+            (
+                Settings {
+                    delivered_retention: Some("7".into()),
+                    ..Settings::default()
+                },
+                "delivered_retention",
+            ),
+            (
+                Settings {
+                    outbox_lease_ms: Some(10),
+                    ..Settings::default()
+                },
+                "outbox_lease_ms",
+            ),
+        ] {
+            let err = Config::from_settings(settings).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

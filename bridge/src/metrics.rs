@@ -22,6 +22,29 @@ pub const EMITS: &str = "bridge_emits_total";
 /// Sockets an emit with acknowledgements reached (acks plus time-outs).
 pub const EMIT_SOCKETS_REACHED: &str = "bridge_emit_sockets_reached";
 
+/// Durable deliveries waiting for an attempt (store-wide).
+pub const OUTBOX_PENDING: &str = "bridge_outbox_pending";
+/// Bytes of their bodies.
+pub const OUTBOX_PENDING_BYTES: &str = "bridge_outbox_pending_bytes";
+/// Durable deliveries that used up the schedule (store-wide).
+pub const OUTBOX_DEAD: &str = "bridge_outbox_dead";
+/// Seconds since the oldest pending delivery became due.
+pub const OUTBOX_OLDEST_DUE: &str = "bridge_outbox_oldest_due_seconds";
+/// Durable attempts by what followed: delivered, retry, dead, failed.
+pub const OUTBOX_OUTCOMES: &str = "bridge_outbox_deliveries_total";
+/// Durable events refused, by reason (outbox_full, store_unavailable, queue_full).
+pub const OUTBOX_REFUSED: &str = "bridge_outbox_refused_total";
+/// Delivery rows deleted by retention, by status.
+pub const DELIVERIES_PRUNED: &str = "bridge_deliveries_pruned_total";
+
+/// Sets the outbox gauges from a usage read.
+pub fn record_outbox(stats: &admin_api::OutboxStats) {
+    metrics::gauge!(OUTBOX_PENDING).set(stats.pending as f64);
+    metrics::gauge!(OUTBOX_PENDING_BYTES).set(stats.pending_bytes as f64);
+    metrics::gauge!(OUTBOX_DEAD).set(stats.dead as f64);
+    metrics::gauge!(OUTBOX_OLDEST_DUE).set(stats.oldest_due_seconds);
+}
+
 /// The process-wide recorder. The `metrics` facade has one global recorder, so this installs it
 /// once and every `Application` in the process (tests start several) shares its handle.
 pub fn recorder() -> PrometheusHandle {

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use admin_api::{Stats, StatsSource};
+use admin_api::{OutboxStats, Stats, StatsSource};
+
+use crate::webhook::outbox::Refused;
 
 /// This node's counters since start.
 #[derive(Debug, Default)]
@@ -14,6 +16,9 @@ pub struct Counters {
     webhooks_sent: AtomicU64,
     webhooks_failed: AtomicU64,
     emits: AtomicU64,
+    outbox: Mutex<OutboxStats>,
+    refused_full: AtomicU64,
+    refused_unavailable: AtomicU64,
 }
 
 impl Counters {
@@ -59,6 +64,28 @@ impl Counters {
     }
 }
 
+impl Counters {
+    /// A durable event was refused.
+    pub fn outbox_refused(&self, why: Refused) {
+        self.outbox_refused_n(why, 1);
+    }
+
+    /// `n` durable events were refused.
+    pub fn outbox_refused_n(&self, why: Refused, n: usize) {
+        let counter = match why {
+            Refused::OutboxFull => &self.refused_full,
+            Refused::StoreUnavailable => &self.refused_unavailable,
+            Refused::QueueFull => return,
+        };
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The outbox as last read from the store.
+    pub fn set_outbox(&self, stats: OutboxStats) {
+        *self.outbox.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+    }
+}
+
 impl StatsSource for Counters {
     fn snapshot(&self) -> Stats {
         Stats {
@@ -71,6 +98,15 @@ impl StatsSource for Counters {
             webhooks_sent: self.webhooks_sent.load(Ordering::Relaxed),
             webhooks_failed: self.webhooks_failed.load(Ordering::Relaxed),
             emits: self.emits.load(Ordering::Relaxed),
+            outbox: OutboxStats {
+                refused_full: self.refused_full.load(Ordering::Relaxed),
+                refused_unavailable: self.refused_unavailable.load(Ordering::Relaxed),
+                ..self
+                    .outbox
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            },
         }
     }
 }

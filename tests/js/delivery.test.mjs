@@ -48,12 +48,15 @@ test("a 400 is final: no retry, and the failure is recorded in deliveries", asyn
     assert.equal(env.receiver.received.length, 1);
     const list = await env.bridge.admin("GET", `/admin/deliveries?webhook=${env.webhooks[0].id}&status=failed`);
     assert.equal(list.status, 200);
-    assert.equal(list.body.length, 1);
-    const record = list.body[0];
-    assert.equal(record.id, env.receiver.received[0].headers["webhook-id"]);
+    assert.equal(list.body.deliveries.length, 1);
+    const id = list.body.deliveries[0].id;
+    assert.equal(id, env.receiver.received[0].headers["webhook-id"]);
+    const record = (await env.bridge.admin("GET", `/admin/deliveries/${id}`)).body;
     assert.equal(record.event, "rejected");
     assert.equal(record.last_status, 400);
     assert.equal(record.attempts, 1);
+    assert.equal(record.history.length, 1);
+    assert.equal(record.history[0].status, 400);
     assert.deepEqual(record.payload.args, [{ n: 1 }]);
     const stats = await env.bridge.admin("GET", "/admin/stats");
     assert.equal(stats.body.webhooks_failed, 1);

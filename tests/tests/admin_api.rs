@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use admin_api::Store;
-use admin_api::model::DeliveryStatus;
+use admin_api::model::{AttemptRecord, DeliveryStatus, Timestamp};
 use admin_api::store::NewDelivery;
 use bridge_tests::spawn::{eventually, status_and_json};
 use bridge_tests::{Engine, TestApp};
@@ -188,7 +188,7 @@ async fn deliveries_endpoints() {
     let (status, list) = app.admin_get("/admin/deliveries").await;
     assert_eq!(
         (status, list),
-        (200, json!([])),
+        (200, json!({"deliveries": [], "next_cursor": null})),
         "listing works while the table is empty"
     );
 
@@ -206,12 +206,20 @@ async fn deliveries_endpoints() {
             id: "msg_dead1".into(),
             webhook_id: hook_id.into(),
             event: "message".into(),
-            payload: json!({"type": "event"}),
+            payload: json!({"type": "event"}).to_string(),
+            socket_id: None,
+            seq: None,
             status: DeliveryStatus::Dead,
-            attempts: 9,
             next_attempt_at: None,
-            last_status: Some(500),
-            last_error: Some("server error".into()),
+            history: vec![
+                AttemptRecord {
+                    at: Timestamp::now(),
+                    status: Some(500),
+                    error: Some("server error".into()),
+                    duration_ms: 4,
+                };
+                9
+            ],
         })
         .await
         .unwrap();
@@ -220,18 +228,50 @@ async fn deliveries_endpoints() {
         .admin_get(&format!("/admin/deliveries?webhook={hook_id}&status=dead"))
         .await;
     assert_eq!(status, 200);
-    assert_eq!(list[0]["id"], "msg_dead1");
-    assert_eq!(list[0]["attempts"], 9);
+    let page = list["deliveries"].as_array().unwrap();
+    assert_eq!(page[0]["id"], "msg_dead1");
+    assert_eq!(page[0]["attempts"], 9);
+    assert!(page[0].get("payload").is_none(), "lists carry no payload");
+    assert_eq!(list["next_cursor"], json!(null));
     let (_, none) = app.admin_get("/admin/deliveries?status=delivered").await;
-    assert_eq!(none, json!([]));
+    assert_eq!(none, json!({"deliveries": [], "next_cursor": null}));
 
     let (status, one) = app.admin_get("/admin/deliveries/msg_dead1").await;
     assert_eq!((status, one["last_status"].clone()), (200, json!(500)));
+    assert_eq!(one["payload"], json!({"type": "event"}));
+    assert_eq!(one["history"].as_array().unwrap().len(), 9);
+    assert_eq!(one["history"][0]["status"], 500);
     let (status, retried) = app
         .admin_post("/admin/deliveries/msg_dead1/retry", json!({}))
         .await;
     assert_eq!((status, retried["status"].clone()), (200, json!("pending")));
+    // The outbox worker makes the one manual attempt (the port refuses), and it is dead again.
+    let mut again = json!(null);
+    for _ in 0..100 {
+        again = app.admin_get("/admin/deliveries/msg_dead1").await.1;
+        if again["status"] == "dead" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(again["status"], "dead", "{again}");
+    assert_eq!(again["attempts"], 10);
+    assert!(
+        again["history"][9]["error"]
+            .as_str()
+            .unwrap()
+            .contains("connection"),
+        "{again}"
+    );
     let (status, _) = app.admin_get("/admin/deliveries/msg_nope").await;
+    assert_eq!(status, 404);
+    let (status, bulk) = app
+        .admin_post(&format!("/admin/webhooks/{hook_id}/retry-dead"), json!({}))
+        .await;
+    assert_eq!((status, bulk), (200, json!({"retried": 1})));
+    let (status, _) = app
+        .admin_post("/admin/webhooks/nope/retry-dead", json!({}))
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -623,6 +663,22 @@ async fn bad_inputs_get_clear_errors() {
             400,
             "invalid_field",
             "limit",
+        ),
+        bad(
+            Method::GET,
+            "/admin/deliveries?since=yesterday",
+            "",
+            400,
+            "invalid_field",
+            "since",
+        ),
+        bad(
+            Method::GET,
+            "/admin/deliveries?until=1700000000",
+            "",
+            400,
+            "invalid_field",
+            "until",
         ),
         bad(
             Method::GET,

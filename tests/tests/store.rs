@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use admin_api::model::{
-    ApiKey, DeliveryStatus, Namespace, NamespaceAuth, Timestamp, Webhook, new_id,
+    ApiKey, AttemptRecord, DeliveryStatus, Namespace, NamespaceAuth, Timestamp, Webhook, new_id,
 };
-use admin_api::store::{DeliveryFilter, NewDelivery};
+use admin_api::store::{DeliveryFilter, DeliveryUpdate, NewDelivery, OutboxRow};
 use admin_api::{Store, StoreError};
 use bridge_tests::{Engine, fresh_database};
 
@@ -28,6 +28,10 @@ on_both_engines!(
     deliveries_filter_get_and_retry,
     every_write_bumps_the_catalog_version,
     migrations_are_idempotent,
+    deliveries_page_by_cursor_namespace_and_time,
+    outbox_rows_are_held_claimed_once_and_completed,
+    outbox_leases_expire_renew_and_release,
+    outbox_usage_prune_and_retry_dead,
 );
 
 async fn store(engine: Engine) -> Store {
@@ -87,12 +91,17 @@ fn delivery(webhook_id: &str, status: DeliveryStatus) -> NewDelivery {
         id: format!("msg_{}", new_id()),
         webhook_id: webhook_id.into(),
         event: "message".into(),
-        payload: serde_json::json!({"type": "event", "args": [1, "two"]}),
+        payload: r#"{"type":"event","args":[1,"two"]}"#.into(),
+        socket_id: Some("sock1".into()),
+        seq: Some(3),
         status,
-        attempts: 1,
         next_attempt_at: Some(Timestamp::now()),
-        last_status: Some(503),
-        last_error: Some("service unavailable".into()),
+        history: vec![AttemptRecord {
+            at: Timestamp::now(),
+            status: Some(503),
+            error: Some("service unavailable".into()),
+            duration_ms: 12,
+        }],
     }
 }
 
@@ -267,12 +276,20 @@ async fn deliveries_filter_get_and_retry(store: Store) {
     let found = store.list_deliveries(&dead_of_h1).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, dead.id);
-    assert_eq!(found[0].payload, dead.payload);
     assert_eq!(found[0].last_status, Some(503));
+    assert_eq!(found[0].attempts, 1);
+    assert_eq!(found[0].socket_id.as_deref(), Some("sock1"));
+    let detail = store.get_delivery(&dead.id).await.unwrap();
+    assert_eq!(
+        detail.payload,
+        serde_json::json!({"type": "event", "args": [1, "two"]})
+    );
+    assert_eq!(detail.history, dead.history);
+    assert_eq!(detail.summary.size, dead.payload.len() as i64);
 
     let retried = store.retry_delivery(&dead.id).await.unwrap();
-    assert_eq!(retried.status, DeliveryStatus::Pending);
-    assert!(retried.next_attempt_at.is_some());
+    assert_eq!(retried.summary.status, DeliveryStatus::Pending);
+    assert!(retried.summary.next_attempt_at.is_some());
     assert!(matches!(
         store.get_delivery("msg_nope").await,
         Err(StoreError::NotFound(_))
@@ -307,4 +324,302 @@ async fn migrations_are_idempotent(store: Store) {
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
     assert_eq!(store.catalog_version().await.unwrap(), 0);
+}
+
+fn outbox_row(webhook_id: &str, n: i64) -> OutboxRow {
+    OutboxRow {
+        id: format!("msg_{}", new_id()),
+        webhook_id: webhook_id.into(),
+        event: "message".into(),
+        payload: format!(r#"{{"type":"event","seq":{n}}}"#),
+        socket_id: Some("s1".into()),
+        seq: Some(n),
+        created_at: Timestamp::now().0,
+    }
+}
+
+async fn hook_in_new_namespace(store: &Store, name: &str) -> Webhook {
+    let ns = namespace(name);
+    store.create_namespace(&ns).await.unwrap();
+    let hook = webhook(&ns.id);
+    store.create_webhook(&hook).await.unwrap();
+    hook
+}
+
+async fn deliveries_page_by_cursor_namespace_and_time(store: Store) {
+    let a = hook_in_new_namespace(&store, "/a").await;
+    let b = hook_in_new_namespace(&store, "/b").await;
+    let mut ids = Vec::new();
+    for hook in [&a, &b, &a, &b, &a] {
+        let d = delivery(&hook.id, DeliveryStatus::Failed);
+        store.insert_delivery(&d).await.unwrap();
+        ids.push(d.id);
+        // UUIDv7 ids are ordered by millisecond.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_deliveries(&DeliveryFilter {
+                before_id: cursor.clone(),
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = Some(page.last().unwrap().id.clone());
+        seen.extend(page.into_iter().map(|d| d.id));
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "every delivery once, newest first");
+    for namespace in ["/a".to_owned(), a.namespace_id.clone()] {
+        let of_a = store
+            .list_deliveries(&DeliveryFilter {
+                namespace: Some(namespace),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(of_a.len(), 3);
+        assert!(of_a.iter().all(|d| d.webhook_id == a.id));
+    }
+    let future = DeliveryFilter {
+        since: Some(Timestamp(Timestamp::now().0 + 60_000)),
+        limit: 100,
+        ..Default::default()
+    };
+    assert!(store.list_deliveries(&future).await.unwrap().is_empty());
+    let past = DeliveryFilter {
+        until: Some(Timestamp(Timestamp::now().0 + 60_000)),
+        since: Some(Timestamp(0)),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(store.list_deliveries(&past).await.unwrap().len(), 5);
+}
+
+async fn outbox_rows_are_held_claimed_once_and_completed(store: Store) {
+    let hook = hook_in_new_namespace(&store, "/o").await;
+    let now = Timestamp::now().0;
+    let mut rows: Vec<OutboxRow> = (1..=3).map(|n| outbox_row(&hook.id, n)).collect();
+    let mut orphan = outbox_row(&hook.id, 9);
+    orphan.webhook_id = "deleted-webhook".into();
+    rows.push(orphan);
+    let written = store
+        .insert_outbox(&rows, "node-a", now + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 3, "a row of an unknown webhook is skipped");
+
+    // Held by node-a: nobody can claim them.
+    assert!(
+        store
+            .claim_due("node-b", now + 60_000, now + 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // node-a records outcomes: one delivered, one due again now, one dead.
+    let record = |status| AttemptRecord {
+        at: Timestamp(now),
+        status: Some(status),
+        error: (status >= 300).then(|| format!("HTTP {status}")),
+        duration_ms: 3,
+    };
+    let update = |i: usize, status, next: Option<i64>, code| DeliveryUpdate {
+        id: rows[i].id.clone(),
+        status,
+        attempts: 1,
+        next_attempt_at: next,
+        history: vec![record(code)],
+    };
+    let updates = vec![
+        update(0, DeliveryStatus::Delivered, None, 200),
+        update(1, DeliveryStatus::Pending, Some(now), 503),
+        update(2, DeliveryStatus::Dead, None, 500),
+    ];
+    assert_eq!(
+        store
+            .complete_deliveries(&updates, "node-b", now)
+            .await
+            .unwrap(),
+        0,
+        "only the holder writes"
+    );
+    assert_eq!(
+        store
+            .complete_deliveries(&updates, "node-a", now)
+            .await
+            .unwrap(),
+        3
+    );
+    let retried = store.get_delivery(&rows[1].id).await.unwrap();
+    assert_eq!(retried.summary.last_status, Some(503));
+    assert_eq!(retried.summary.last_error.as_deref(), Some("HTTP 503"));
+    assert_eq!(retried.history, vec![record(503)]);
+
+    // Only the pending one is due; it is claimed once.
+    let claimed = store
+        .claim_due("node-b", now + 60_000, now + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, rows[1].id);
+    assert_eq!(claimed[0].attempts, 1);
+    assert_eq!(claimed[0].history, vec![record(503)]);
+    assert!(!claimed[0].manual);
+    assert!(
+        store
+            .claim_due("node-c", now + 60_000, now + 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A disabled webhook's rows wait.
+    let mut disabled = hook.clone();
+    disabled.enabled = false;
+    store.update_webhook(&disabled).await.unwrap();
+    store.release_leases("node-b").await.unwrap();
+    assert!(
+        store
+            .claim_due("node-c", now + 60_000, now + 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.update_webhook(&hook).await.unwrap();
+    assert_eq!(
+        store
+            .claim_due("node-c", now + 60_000, now + 1, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn outbox_leases_expire_renew_and_release(store: Store) {
+    let hook = hook_in_new_namespace(&store, "/l").await;
+    let now = Timestamp::now().0;
+    let rows: Vec<OutboxRow> = (1..=2).map(|n| outbox_row(&hook.id, n)).collect();
+    store
+        .insert_outbox(&rows, "node-a", now + 1_000)
+        .await
+        .unwrap();
+    // node-a renews only the first; when the second's lease runs out, node-b takes it over.
+    let renewed = store
+        .renew_leases(&[rows[0].id.clone()], "node-a", now + 10_000)
+        .await
+        .unwrap();
+    assert_eq!(renewed, 1);
+    let later = now + 2_000;
+    let taken = store
+        .claim_due("node-b", later + 5_000, later, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].id, rows[1].id);
+    // node-b stops: what it holds is due at once for anyone.
+    assert_eq!(store.release_leases("node-b").await.unwrap(), 1);
+    let again = store
+        .claim_due("node-c", later + 5_000, later, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(store.renew_leases(&[], "node-a", now).await.unwrap() == 0);
+}
+
+async fn outbox_usage_prune_and_retry_dead(store: Store) {
+    let hook = hook_in_new_namespace(&store, "/u").await;
+    let now = Timestamp::now().0;
+    let rows: Vec<OutboxRow> = (1..=4).map(|n| outbox_row(&hook.id, n)).collect();
+    store
+        .insert_outbox(&rows, "node-a", now + 60_000)
+        .await
+        .unwrap();
+    let size = rows[0].payload.len() as i64;
+    let dead = |i: usize| DeliveryUpdate {
+        id: rows[i].id.clone(),
+        status: if i < 2 {
+            DeliveryStatus::Dead
+        } else {
+            DeliveryStatus::Delivered
+        },
+        attempts: 10,
+        next_attempt_at: None,
+        history: Vec::new(),
+    };
+    store
+        .complete_deliveries(&[dead(0), dead(1), dead(2)], "node-a", now)
+        .await
+        .unwrap();
+    let usage = store.outbox_usage().await.unwrap();
+    let of = |status| usage.iter().find(|u| u.status == status).unwrap();
+    assert_eq!(
+        (
+            of(DeliveryStatus::Pending).count,
+            of(DeliveryStatus::Pending).bytes
+        ),
+        (1, size)
+    );
+    assert_eq!(
+        (
+            of(DeliveryStatus::Dead).count,
+            of(DeliveryStatus::Dead).bytes
+        ),
+        (2, 2 * size)
+    );
+    assert!(of(DeliveryStatus::Pending).oldest_due.is_some());
+
+    // Bulk retry: both dead ones become due for one manual attempt each.
+    assert_eq!(store.retry_dead(&hook.id).await.unwrap(), 2);
+    assert!(matches!(
+        store.retry_dead("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let claimed = store
+        .claim_due("node-b", now + 60_000, Timestamp::now().0 + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|c| c.manual && c.attempts == 10));
+    // A held row cannot be retried by hand.
+    assert!(matches!(
+        store.retry_delivery(&claimed[0].id).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Retention: the delivered row (updated at `now`) goes, nothing newer does.
+    assert_eq!(
+        store
+            .prune_deliveries(DeliveryStatus::Delivered, now - 1, 10)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .prune_deliveries(DeliveryStatus::Delivered, now + 1, 10)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        store.get_delivery(&rows[2].id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store
+            .prune_deliveries(DeliveryStatus::Dead, now + 1, 10)
+            .await
+            .unwrap(),
+        0,
+        "pending now"
+    );
 }

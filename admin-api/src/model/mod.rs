@@ -6,7 +6,9 @@ mod namespace;
 mod webhook;
 
 pub use api_key::{ApiKey, ApiKeyCreated, NewApiKey, generate_api_key, hash_api_key};
-pub use delivery::{Delivery, DeliveryStatus};
+pub use delivery::{
+    AttemptRecord, Delivery, DeliveryStatus, DeliverySummary, MAX_HISTORY, push_history,
+};
 pub use namespace::{
     JwtAlgorithm, JwtAuth, Namespace, NamespaceAuth, NamespacePatch, NewNamespace,
     validate_namespace_name,
@@ -17,7 +19,7 @@ pub use webhook::{
     validate_webhook_secret,
 };
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
 /// A point in time, stored as unix milliseconds and shown as RFC 3339 (`2026-11-25T22:47:05.123Z`).
@@ -31,11 +33,26 @@ impl Timestamp {
         Self(chrono::Utc::now().timestamp_millis())
     }
 
+    /// Parses an RFC 3339 time (`2026-11-25T22:47:05.123Z`, any offset).
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| Self(t.timestamp_millis()))
+    }
+
     /// RFC 3339 with millisecond precision and a `Z` suffix.
     pub fn to_rfc3339(self) -> String {
         chrono::DateTime::from_timestamp_millis(self.0)
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    /// Reads the RFC 3339 form [`Serialize`] writes.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse_rfc3339(&text).ok_or_else(|| serde::de::Error::custom("not an RFC 3339 time"))
     }
 }
 

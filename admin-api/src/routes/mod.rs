@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 
 pub use auth::AdminToken;
 pub use openapi::{AdminDoc, openapi_document};
-pub use stats::{Stats, StatsSource};
+pub use stats::{OutboxStats, Stats, StatsSource};
 
 use crate::error::not_found_fallback;
 use crate::extract::MAX_BODY_BYTES;
@@ -74,6 +74,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/deliveries", get(deliveries::list))
         .route("/admin/deliveries/{id}", get(deliveries::get_one))
         .route("/admin/deliveries/{id}/retry", post(deliveries::retry))
+        .route(
+            "/admin/webhooks/{id}/retry-dead",
+            post(deliveries::retry_dead),
+        )
         .route("/admin/stats", get(stats::get_stats))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

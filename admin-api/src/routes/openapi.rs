@@ -8,9 +8,9 @@ use utoipa::{Modify, OpenApi};
 use super::{AdminState, api_keys, deliveries, namespaces, stats, webhooks};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::model::{
-    ApiKey, ApiKeyCreated, Delivery, DeliveryStatus, JwtAlgorithm, JwtAuth, Namespace,
-    NamespaceAuth, NamespacePatch, NewApiKey, NewNamespace, NewWebhook, SecretRotated, Webhook,
-    WebhookCreated, WebhookPatch,
+    ApiKey, ApiKeyCreated, AttemptRecord, Delivery, DeliveryStatus, DeliverySummary, JwtAlgorithm,
+    JwtAuth, Namespace, NamespaceAuth, NamespacePatch, NewApiKey, NewNamespace, NewWebhook,
+    SecretRotated, Webhook, WebhookCreated, WebhookPatch,
 };
 
 /// The admin API's part of the document.
@@ -23,13 +23,14 @@ use crate::model::{
         webhooks::list, webhooks::create, webhooks::get_one, webhooks::update, webhooks::delete,
         webhooks::rotate_secret,
         api_keys::list, api_keys::create, api_keys::revoke,
-        deliveries::list, deliveries::get_one, deliveries::retry,
+        deliveries::list, deliveries::get_one, deliveries::retry, deliveries::retry_dead,
         stats::get_stats,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, Namespace, NamespaceAuth, JwtAuth, JwtAlgorithm, NewNamespace,
         NamespacePatch, Webhook, WebhookCreated, NewWebhook, WebhookPatch, SecretRotated, ApiKey,
-        ApiKeyCreated, NewApiKey, Delivery, DeliveryStatus, stats::Stats,
+        ApiKeyCreated, NewApiKey, Delivery, DeliverySummary, AttemptRecord, DeliveryStatus,
+        deliveries::DeliveryPage, deliveries::Retried, stats::Stats, stats::OutboxStats,
     )),
     modifiers(&BearerSchemes),
     tags(

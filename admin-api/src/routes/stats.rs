@@ -22,6 +22,27 @@ pub struct Stats {
     pub webhooks_failed: u64,
     /// Emit API messages sent.
     pub emits: u64,
+    /// The durable outbox, store-wide (read every second).
+    pub outbox: OutboxStats,
+}
+
+/// The durable outbox as the store holds it (all nodes), and what this node refused.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct OutboxStats {
+    /// Deliveries waiting for an attempt.
+    pub pending: u64,
+    /// Bytes of their bodies.
+    pub pending_bytes: u64,
+    /// Deliveries that used up the retry schedule.
+    pub dead: u64,
+    /// Bytes of their bodies.
+    pub dead_bytes: u64,
+    /// Seconds since the oldest pending delivery became due (0 when none is late).
+    pub oldest_due_seconds: f64,
+    /// Durable events this node refused because the outbox was over its byte budget.
+    pub refused_full: u64,
+    /// Durable events this node refused because the store could not be written.
+    pub refused_unavailable: u64,
 }
 
 /// Where stats come from: implemented by the data plane, which knows the sockets.

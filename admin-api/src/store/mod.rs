@@ -7,12 +7,14 @@
 mod api_keys;
 mod deliveries;
 mod namespaces;
+mod outbox;
 mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use deliveries::{DeliveryFilter, MAX_LIST_LIMIT, NewDelivery};
+pub use outbox::{ClaimedDelivery, DeliveryUpdate, MAX_BATCH_ROWS, OutboxRow, OutboxUsage};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
@@ -94,6 +96,7 @@ pub struct Store {
     pool: AnyPool,
     engine: Engine,
     changes: Arc<Notify>,
+    due: Arc<Notify>,
 }
 
 impl Store {
@@ -114,10 +117,18 @@ impl Store {
             .connect(&url)
             .await
             .map_err(StoreError::Unavailable)?;
+        if engine == Engine::Sqlite {
+            // WAL lets readers go on while the outbox writes, and is kept in the file.
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await
+                .map_err(StoreError::from)?;
+        }
         Ok(Self {
             pool,
             engine,
             changes: Arc::new(Notify::new()),
+            due: Arc::new(Notify::new()),
         })
     }
 

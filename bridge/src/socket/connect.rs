@@ -128,6 +128,7 @@ fn activate(gateway: &Arc<Gateway>, socket: &SocketRef, session: &Session, entry
         },
         session.namespace(),
         socket_info(socket, session),
+        0,
     );
     deliver_lifecycle(
         gateway,
@@ -225,6 +226,7 @@ async fn on_disconnect(gateway: Arc<Gateway>, socket: SocketRef, reason: Disconn
         },
         session.namespace(),
         socket_info(&socket, &session),
+        session.next_seq(),
     );
     deliver_lifecycle(
         &gateway,
@@ -276,6 +278,7 @@ async fn connect_gate(
         },
         session.namespace(),
         info,
+        0,
     );
     let job = Job {
         webhook: sub.webhook.clone(),
@@ -286,6 +289,7 @@ async fn connect_gate(
         },
         mode: Mode::Once,
         on_done: None,
+        durable: None,
     };
     match gateway.dispatcher.deliver(&job).await {
         Outcome::Delivered(answer) => {
@@ -296,7 +300,7 @@ async fn connect_gate(
             session.set_connect_reply(reply);
             Ok(())
         }
-        Outcome::Failed(_) => Err(Refusal::Forbidden),
+        Outcome::Failed(_) | Outcome::Refused(_) => Err(Refusal::Forbidden),
     }
 }
 

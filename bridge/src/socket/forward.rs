@@ -18,6 +18,7 @@ use super::session::{INERT_ROOM, Session};
 use crate::catalog::{NamespaceEntry, Subscription};
 use crate::payload::{Args, decode_event};
 use crate::webhook::body::{Body, Kind, SocketInfo};
+use crate::webhook::outbox::{Receipt, Refused};
 use crate::webhook::{Job, Message, Mode, OnDone, Outcome, Reply, message_id};
 
 /// Type marker of the forwarder's `MessageHandler` impl.
@@ -91,37 +92,100 @@ fn forward(
         },
         session.namespace(),
         socket_info(&socket, &session),
+        session.next_seq(),
     );
     let bytes = bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
     let mut ack = ack;
-    let mut accepted = true;
+    let mut refused = None;
+    let mut receipts = Vec::new();
     for (idx, sub) in subs.iter().enumerate() {
         let targeted = Some(idx) == reply_target;
+        let message = Message {
+            id: message_id(),
+            event: event.clone(),
+            body: bytes.clone(),
+        };
+        let on_done = sub
+            .webhook
+            .reply
+            .then(|| on_reply(socket.clone(), if targeted { ack.take() } else { None }));
         let job = Job {
             webhook: sub.webhook.clone(),
-            message: Message {
-                id: message_id(),
-                event: event.clone(),
-                body: bytes.clone(),
-            },
+            message,
             mode: if targeted { Mode::Once } else { Mode::Retry },
-            on_done: sub
-                .webhook
-                .reply
-                .then(|| on_reply(socket.clone(), if targeted { ack.take() } else { None })),
+            on_done,
+            durable: None,
         };
-        if let Err(mut dropped) = session.queues().enqueue(&gateway.dispatcher, job) {
-            accepted = false;
-            if let Some(on_done) = dropped.on_done.take() {
-                on_done(Outcome::Failed(None));
+        match enqueue(gateway, &socket, &session, job, body.seq) {
+            Ok(Some(receipt)) => receipts.push(receipt),
+            Ok(None) => {}
+            Err(why) => {
+                refused.get_or_insert(why);
             }
         }
     }
-    if accepted {
-        answer(ack, json!({"ok": true}));
-    } else {
-        answer(ack, json!({"ok": false, "error": "queue_full"}));
+    match (ack, refused) {
+        (ack, Some(why)) => answer(ack, refusal(why)),
+        (Some(ack), None) if !receipts.is_empty() => {
+            // Durable deliveries are accepted once written.
+            tokio::spawn(async move {
+                let written = futures_util::future::join_all(receipts).await;
+                let why = written.into_iter().find_map(|r| match r {
+                    Ok(Ok(())) => None,
+                    Ok(Err(why)) => Some(why),
+                    Err(_) => Some(Refused::StoreUnavailable),
+                });
+                let _ = ack.send(&why.map_or_else(|| json!({"ok": true}), refusal));
+            });
+        }
+        (ack, None) => answer(ack, json!({"ok": true})),
     }
+}
+
+/// Queues `job` behind the socket's earlier messages to the same webhook; a durable webhook's
+/// row is handed to the outbox first. Returns the receipt of a durable job; a refusal has
+/// already been passed to the job's `on_done`.
+fn enqueue(
+    gateway: &Gateway,
+    socket: &SocketRef,
+    session: &Session,
+    mut job: Job,
+    seq: u64,
+) -> Result<Option<Receipt>, Refused> {
+    let refuse = |mut job: Job, why: Refused| {
+        if let Some(on_done) = job.on_done.take() {
+            on_done(Outcome::Refused(why));
+        }
+        Err(why)
+    };
+    if !session.queues().has_room(&job.webhook.id) {
+        metrics::counter!(crate::metrics::WEBHOOK_DROPPED, "reason" => "queue_full").increment(1);
+        return refuse(job, Refused::QueueFull);
+    }
+    if job.webhook.durable {
+        let outbox = &gateway.dispatcher.outbox;
+        match outbox.submit(&job.webhook, &job.message, socket.id.as_str(), seq) {
+            Ok(receipt) => job.durable = Some(receipt),
+            Err(why) => return refuse(job, why),
+        }
+    }
+    let receipt = job.durable.clone();
+    if let Err(mut dropped) = session.queues().enqueue(&gateway.dispatcher, job) {
+        if receipt.is_some() {
+            // Written anyway: the outbox worker sends it once this process lets go of it.
+            gateway.dispatcher.outbox.let_go(&dropped.message.id);
+            return Ok(receipt);
+        }
+        if let Some(on_done) = dropped.on_done.take() {
+            on_done(Outcome::Refused(Refused::QueueFull));
+        }
+        return Err(Refused::QueueFull);
+    }
+    Ok(receipt)
+}
+
+fn refusal(why: Refused) -> serde_json::Value {
+    json!({"ok": false, "error": why.code()})
 }
 
 /// Sends `value` as the one argument of an acknowledgement, when one is awaited.
@@ -138,6 +202,7 @@ fn on_reply(socket: SocketRef, ack: Option<AckSender>) -> OnDone {
         Outcome::Failed(status) => {
             answer(ack, json!({"error": "webhook_failed", "status": status}))
         }
+        Outcome::Refused(why) => answer(ack, refusal(why)),
     })
 }
 
@@ -192,8 +257,11 @@ pub fn deliver_lifecycle(
             },
             mode: Mode::Retry,
             on_done: sub.webhook.reply.then(|| on_reply(socket.clone(), None)),
+            durable: None,
         };
-        let _ = session.queues().enqueue(&gateway.dispatcher, job);
+        if let Err(why) = enqueue(gateway, socket, session, job, body.seq) {
+            tracing::warn!(sid = %socket.id, webhook = %sub.webhook.id, event = body.event_name(), %why, "lifecycle delivery refused");
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Per-socket state, kept in the socket's extensions.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -30,6 +30,8 @@ struct Inner {
     connect_reply: Mutex<Option<Reply>>,
     limiter: Mutex<TokenBucket>,
     queues: SocketQueues,
+    /// Sequence number of the last body about this socket (`connect` is 0).
+    seq: AtomicU64,
 }
 
 impl Session {
@@ -46,6 +48,7 @@ impl Session {
             connect_reply: Mutex::new(None),
             limiter: Mutex::new(TokenBucket::new(rate)),
             queues: SocketQueues::default(),
+            seq: AtomicU64::new(0),
         }))
     }
 
@@ -122,6 +125,11 @@ impl Session {
     /// Takes one event from the rate limit; `false` when over it.
     pub fn allow_event(&self) -> bool {
         lock(&self.0.limiter).take(Instant::now())
+    }
+
+    /// The sequence number of the next event or `disconnect` body (1, 2, …).
+    pub fn next_seq(&self) -> u64 {
+        self.0.seq.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// This socket's delivery queues.

@@ -64,17 +64,21 @@ pub struct Body {
     pub namespace: String,
     /// The socket.
     pub socket: SocketInfo,
+    /// Per-socket sequence number: 0 for `connect`, then 1, 2, … for its events and its
+    /// `disconnect`, so a backend can restore order or see a gap.
+    pub seq: u64,
     /// When the bridge saw it (RFC 3339, ms).
     pub timestamp: String,
 }
 
 impl Body {
     /// A body stamped now.
-    pub fn new(kind: Kind, namespace: &str, socket: SocketInfo) -> Self {
+    pub fn new(kind: Kind, namespace: &str, socket: SocketInfo, seq: u64) -> Self {
         Self {
             kind,
             namespace: namespace.to_owned(),
             socket,
+            seq,
             timestamp: admin_api::model::Timestamp::now().to_rfc3339(),
         }
     }
@@ -109,6 +113,7 @@ mod tests {
             },
             "/chat",
             socket,
+            7,
         );
         let v = serde_json::to_value(&body).unwrap();
         assert_eq!(v["type"], "event");
@@ -120,6 +125,7 @@ mod tests {
             v["socket"],
             json!({"id": "s1", "user_id": "u1", "rooms": ["r"]})
         );
+        assert_eq!(v["seq"], 7);
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
         let d = serde_json::to_value(Body::new(
             Kind::Disconnect {
@@ -127,6 +133,7 @@ mod tests {
             },
             "/chat",
             body.socket.clone(),
+            8,
         ))
         .unwrap();
         assert_eq!(d["type"], "disconnect");

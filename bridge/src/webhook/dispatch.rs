@@ -1,6 +1,9 @@
 //! Delivery scheduling: one ordered queue per socket and webhook, a concurrency limit per
 //! endpoint, retries with backoff, and a record of what failed for good.
 //!
+//! A durable job (its row already queued for the store) waits for its receipt, then makes one
+//! attempt from the queue; what follows a failure is the outbox's schedule, not this loop.
+//!
 //! Each (socket, webhook) pair has its own bounded queue and worker, so a slow or dead endpoint
 //! holds up only its own queue: other endpoints and the sockets go on. A full queue drops the
 //! new message (counted in `bridge_webhook_dropped_total` and logged) instead of blocking.
@@ -11,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use admin_api::Store;
-use admin_api::model::{DeliveryStatus, Webhook};
+use admin_api::model::{AttemptRecord, DeliveryStatus, Timestamp, Webhook};
 use admin_api::store::NewDelivery;
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::outbox::{Outbox, Prior, Receipt, Refused};
 use super::sender::{Attempt, Message, Sender};
 use crate::stats::Counters;
 
@@ -44,6 +48,8 @@ pub enum Outcome {
     Delivered(Bytes),
     /// Failed for good; the last status when one came back.
     Failed(Option<u16>),
+    /// Never sent: the outbox did not accept it.
+    Refused(Refused),
 }
 
 /// Called with the outcome, in queue order.
@@ -59,6 +65,8 @@ pub struct Job {
     pub mode: Mode,
     /// What to do with the answer.
     pub on_done: Option<OnDone>,
+    /// For a durable webhook: resolves once its row is written.
+    pub durable: Option<Receipt>,
 }
 
 /// Sends jobs; shared by every socket.
@@ -70,18 +78,21 @@ pub struct Dispatcher {
     counters: Arc<Counters>,
     /// Jobs queued or in flight, so that shutdown can wait for them.
     outstanding: AtomicUsize,
+    /// The durable outbox.
+    pub outbox: Arc<Outbox>,
 }
 
 impl Dispatcher {
     /// A dispatcher allowing `concurrency` requests in flight per webhook.
-    pub fn new(store: Store, counters: Arc<Counters>, concurrency: usize) -> Self {
+    pub fn new(outbox: Arc<Outbox>, counters: Arc<Counters>, concurrency: usize) -> Self {
         Self {
             sender: Sender::new(),
             limits: Mutex::new(HashMap::new()),
             concurrency: concurrency.max(1),
-            store,
+            store: outbox.store().clone(),
             counters,
             outstanding: AtomicUsize::new(0),
+            outbox,
         }
     }
 
@@ -102,47 +113,86 @@ impl Dispatcher {
 
     /// Sends `job` now (waiting for its outcome), outside any queue: for `$connect` gates.
     pub async fn deliver(&self, job: &Job) -> Outcome {
-        let (outcome, attempts, last) = self.attempts(job).await;
-        if let Outcome::Failed(status) = &outcome {
-            self.record_failure(job, attempts, *status, last);
+        if let Some(receipt) = &job.durable {
+            return self.deliver_durable(job, receipt.clone()).await;
         }
-        outcome
-    }
-
-    async fn attempts(&self, job: &Job) -> (Outcome, u32, String) {
-        let limit = self.limit(&job.webhook.id);
-        let mut attempt = 0;
+        let mut history = Vec::new();
         loop {
-            attempt += 1;
-            let result = {
-                let _permit = limit.acquire().await;
-                self.sender.attempt(&job.webhook, &job.message).await
-            };
-            match result {
-                Attempt::Success { body, .. } => {
-                    self.counters.webhook_sent();
-                    return (Outcome::Delivered(body), attempt, String::new());
-                }
-                Attempt::Final { status, error } => {
-                    return (
-                        Outcome::Failed(Some(status).filter(|s| *s != 0)),
-                        attempt,
-                        error,
-                    );
+            let (attempt, record) = self.attempt_once(&job.webhook, &job.message).await;
+            history.push(record);
+            let tries = history.len() as u32;
+            match attempt {
+                Attempt::Success { body, .. } => return Outcome::Delivered(body),
+                Attempt::Final { status, .. } => {
+                    self.record_failure(job, history);
+                    return Outcome::Failed(Some(status).filter(|s| *s != 0));
                 }
                 Attempt::Retryable {
                     status,
-                    error,
                     retry_after,
+                    error,
                 } => {
-                    if job.mode == Mode::Once || attempt >= MAX_ATTEMPTS {
-                        return (Outcome::Failed(status), attempt, error);
+                    if job.mode == Mode::Once || tries >= MAX_ATTEMPTS {
+                        self.record_failure(job, history);
+                        return Outcome::Failed(status);
                     }
-                    tracing::debug!(webhook = %job.webhook.id, id = %job.message.id, %error, attempt, "retrying delivery");
-                    tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(attempt))).await;
+                    tracing::debug!(webhook = %job.webhook.id, id = %job.message.id, %error, tries, "retrying delivery");
+                    tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(tries))).await;
                 }
             }
         }
+    }
+
+    /// The first attempt of a durable job, once its row is written; the outbox takes it from there.
+    async fn deliver_durable(&self, job: &Job, receipt: Receipt) -> Outcome {
+        match receipt.await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => return Outcome::Refused(why),
+            Err(_) => return Outcome::Refused(Refused::StoreUnavailable),
+        }
+        if !self.outbox.lease_valid() {
+            // Leases could not be renewed lately: another process may own the row by now.
+            self.outbox.let_go(&job.message.id);
+            return Outcome::Failed(None);
+        }
+        let (attempt, record) = self.attempt_once(&job.webhook, &job.message).await;
+        self.outbox
+            .complete(&job.message.id, Prior::default(), &attempt, record);
+        match attempt {
+            Attempt::Success { body, .. } => Outcome::Delivered(body),
+            Attempt::Final { status, .. } => Outcome::Failed(Some(status).filter(|s| *s != 0)),
+            Attempt::Retryable { status, .. } => Outcome::Failed(status),
+        }
+    }
+
+    /// One HTTP attempt within the webhook's concurrency limit, with its record.
+    pub async fn attempt_once(
+        &self,
+        webhook: &Webhook,
+        message: &Message,
+    ) -> (Attempt, AttemptRecord) {
+        let limit = self.limit(&webhook.id);
+        let _permit = limit.acquire().await;
+        let at = Timestamp::now();
+        let started = std::time::Instant::now();
+        let attempt = self.sender.attempt(webhook, message).await;
+        let (status, error) = match &attempt {
+            Attempt::Success { status, .. } => {
+                self.counters.webhook_sent();
+                (Some(*status), None)
+            }
+            Attempt::Final { status, error } => {
+                (Some(*status).filter(|s| *s != 0), Some(error.clone()))
+            }
+            Attempt::Retryable { status, error, .. } => (*status, Some(error.clone())),
+        };
+        let record = AttemptRecord {
+            at,
+            status: status.map(i64::from),
+            error,
+            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        };
+        (attempt, record)
     }
 
     /// Forgets the limits of webhooks not in `live` (deleted ones).
@@ -162,22 +212,26 @@ impl Dispatcher {
     }
 
     /// Counts, logs and records (in the background) a delivery that failed for good.
-    fn record_failure(&self, job: &Job, attempts: u32, status: Option<u16>, error: String) {
+    fn record_failure(&self, job: &Job, history: Vec<AttemptRecord>) {
         self.counters.webhook_failed();
+        let last = history.last();
         tracing::warn!(
             webhook = %job.webhook.id, url = %job.webhook.url, id = %job.message.id,
-            event = %job.message.event, ?status, %error, attempts, "webhook delivery failed"
+            event = %job.message.event, status = ?last.and_then(|a| a.status),
+            error = ?last.and_then(|a| a.error.as_deref()), attempts = history.len(),
+            "webhook delivery failed"
         );
+        let body: serde_json::Value = serde_json::from_slice(&job.message.body).unwrap_or_default();
         let record = NewDelivery {
             id: job.message.id.clone(),
             webhook_id: job.webhook.id.clone(),
             event: job.message.event.clone(),
-            payload: serde_json::from_slice(&job.message.body).unwrap_or_default(),
+            payload: String::from_utf8_lossy(&job.message.body).into_owned(),
+            socket_id: body["socket"]["id"].as_str().map(str::to_owned),
+            seq: body["seq"].as_i64(),
             status: DeliveryStatus::Failed,
-            attempts: i64::from(attempts),
             next_attempt_at: None,
-            last_status: status.map(i64::from),
-            last_error: Some(error),
+            history,
         };
         let store = self.store.clone();
         tokio::spawn(async move {
@@ -201,6 +255,15 @@ pub struct SocketQueues {
 }
 
 impl SocketQueues {
+    /// Whether the queue to `webhook_id` can take one more job now.
+    pub fn has_room(&self, webhook_id: &str) -> bool {
+        self.senders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(webhook_id)
+            .is_none_or(|tx| tx.capacity() > 0)
+    }
+
     /// Queues `job` behind this socket's earlier messages to the same webhook.
     /// A full queue drops the job (counted and logged) and returns it.
     pub fn enqueue(&self, dispatcher: &Arc<Dispatcher>, job: Job) -> Result<(), Box<Job>> {

@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod dispatch;
+pub mod outbox;
 pub mod reply;
 pub mod sender;
 pub mod sign;

@@ -1,0 +1,153 @@
+//! The background loops of the outbox: the worker that claims due rows and sends them, lease
+//! renewal, and the usage read behind the budget, stats and gauges.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use admin_api::model::Timestamp;
+use admin_api::store::ClaimedDelivery;
+use bytes::Bytes;
+
+use super::{Outbox, Prior, millis};
+use crate::catalog::Catalog;
+use crate::webhook::Dispatcher;
+use crate::webhook::sender::Message;
+
+/// How often due rows are looked for (a manual retry on this node wakes the worker at once).
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Rows claimed per query.
+const CLAIM_BATCH: usize = 64;
+/// Claimed rows in flight per process.
+const MAX_IN_FLIGHT: usize = 512;
+/// How often the usage is read.
+const USAGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Starts the worker, lease renewal and usage loops; they end when the outbox shuts down.
+pub fn spawn(outbox: Arc<Outbox>, dispatcher: Arc<Dispatcher>, catalog: Catalog) {
+    tokio::spawn(claim_loop(outbox.clone(), dispatcher, catalog));
+    tokio::spawn(renew_loop(outbox.clone()));
+    tokio::spawn(usage_loop(outbox.clone()));
+    tokio::spawn(super::prune::prune_loop(outbox));
+}
+
+async fn claim_loop(outbox: Arc<Outbox>, dispatcher: Arc<Dispatcher>, catalog: Catalog) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let due = outbox.store.outbox_due();
+    let mut stop = outbox.stop.subscribe();
+    let mut failing = false;
+    let mut more = false;
+    loop {
+        if !more {
+            tokio::select! {
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = due.notified() => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let free = MAX_IN_FLIGHT.saturating_sub(in_flight.load(Ordering::Acquire));
+        let limit = free.min(CLAIM_BATCH);
+        more = false;
+        if limit == 0 {
+            continue;
+        }
+        let now = Timestamp::now().0;
+        let claimed = outbox
+            .store
+            .claim_due(&outbox.owner, outbox.lease_until(), now, limit as i64)
+            .await;
+        let rows = match claimed {
+            Ok(rows) => {
+                failing = false;
+                rows
+            }
+            Err(err) => {
+                if !failing {
+                    tracing::warn!(%err, "cannot claim due deliveries; retrying");
+                }
+                failing = true;
+                continue;
+            }
+        };
+        more = rows.len() == limit;
+        for row in rows {
+            outbox.hold(&row.id);
+            in_flight.fetch_add(1, Ordering::AcqRel);
+            let (outbox, dispatcher, in_flight) =
+                (outbox.clone(), dispatcher.clone(), in_flight.clone());
+            let webhook = catalog.webhook(&row.webhook_id);
+            tokio::spawn(async move {
+                send_claimed(&outbox, &dispatcher, webhook, row).await;
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+    }
+}
+
+/// One attempt of a claimed row, and its outcome written back.
+async fn send_claimed(
+    outbox: &Outbox,
+    dispatcher: &Dispatcher,
+    webhook: Option<Arc<admin_api::model::Webhook>>,
+    row: ClaimedDelivery,
+) {
+    let prior = Prior {
+        attempts: row.attempts,
+        manual: row.manual,
+        history: row.history,
+    };
+    let Some(webhook) = webhook else {
+        // The catalog has not seen this webhook yet (or it was just deleted): later.
+        outbox.release(&row.id, prior, Duration::from_secs(1));
+        return;
+    };
+    let message = Message {
+        id: row.id,
+        event: row.event,
+        body: Bytes::from(row.payload),
+    };
+    let (attempt, record) = dispatcher.attempt_once(&webhook, &message).await;
+    outbox.complete(&message.id, prior, &attempt, record);
+}
+
+async fn renew_loop(outbox: Arc<Outbox>) {
+    let every = outbox.config.lease / 3;
+    let mut stop = outbox.stop.subscribe();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let started = Timestamp::now().0;
+        let ids = outbox.held_ids();
+        match outbox
+            .store
+            .renew_leases(&ids, &outbox.owner, started + millis(outbox.config.lease))
+            .await
+        {
+            Ok(_) => outbox.renewed_at.store(started, Ordering::Release),
+            Err(err) => tracing::warn!(%err, held = ids.len(), "cannot renew delivery leases"),
+        }
+    }
+}
+
+async fn usage_loop(outbox: Arc<Outbox>) {
+    let mut stop = outbox.stop.subscribe();
+    loop {
+        match outbox.store.outbox_usage().await {
+            Ok(rows) => {
+                let stats = outbox.budget.refresh(&rows, Timestamp::now().0);
+                crate::metrics::record_outbox(&stats);
+                outbox.counters.set_outbox(stats);
+            }
+            Err(err) => tracing::debug!(%err, "cannot read the outbox usage"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(USAGE_INTERVAL) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
