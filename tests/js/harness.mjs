@@ -1,7 +1,7 @@
 // Test harness: the real `bridge` binary on port 0, a webhook receiver on loopback, admin helpers,
 // and the official socket.io-client v4 and v2.
 
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { createServer } from "node:http";
 import { mkdtempSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,7 +22,7 @@ export const BRIDGE_BIN = process.env.BRIDGE_BIN ?? join(targetDir, "debug", "br
 export async function startBridge(env = {}) {
   if (!existsSync(BRIDGE_BIN)) throw new Error(`${BRIDGE_BIN} is missing: run cargo build first`);
   const dir = mkdtempSync(join(tmpdir(), "bridge-js-"));
-  const token = `admin-${Math.random().toString(36).slice(2)}`;
+  const token = env.BRIDGE_ADMIN_TOKEN ?? `admin-${Math.random().toString(36).slice(2)}`;
   const child = spawn(BRIDGE_BIN, ["serve"], {
     env: {
       PATH: process.env.PATH,
@@ -49,14 +49,21 @@ export async function startBridge(env = {}) {
     child.on("exit", (code) => reject(new Error(`bridge exited with ${code}:\n${log}`)));
   });
   const bridge = {
+    databaseUrl: env.DATABASE_URL ?? `sqlite://${join(dir, "bridge.db")}`,
     url: `http://${addresses.public}`,
     adminUrl: `http://${addresses.admin}`,
     token,
     log: () => log,
     pid: child.pid,
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill("SIGTERM");
+      await once(child, "exit");
+    },
+    /** SIGKILL: no shutdown, nothing flushed or released. */
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGKILL");
       await once(child, "exit");
     },
     async admin(method, path, body) {
@@ -159,6 +166,36 @@ export async function startReceiver(handler = () => ({})) {
       server.close();
     },
   };
+}
+
+/** Runs SQL on the local Postgres server (as the tests' superuser). */
+export function psql(sql, database = "postgres") {
+  return execFileSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-qAtc", sql], {
+    encoding: "utf8",
+  });
+}
+
+/** A new, empty Postgres database (dropped by scripts/test before the next run); its URL. */
+export function freshPostgres() {
+  const name = `bridge_test_${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+  psql(`CREATE DATABASE ${name}`);
+  return { name, url: `postgres://postgres@127.0.0.1:5432/${name}` };
+}
+
+/** A new SQLite file's URL, in a fresh temporary folder. */
+export function freshSqlite() {
+  return { url: `sqlite://${join(mkdtempSync(join(tmpdir(), "bridge-js-")), "bridge.db")}` };
+}
+
+/** Polls `check` (sync or async) every 50 ms until it returns a truthy value, or rejects after `ms`. */
+export async function until(check, ms = 10000, what = "condition") {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`${what} not met in ${ms} ms`);
+    await sleep(50);
+  }
 }
 
 /** Verifies a delivery with the `standardwebhooks` package (an independent implementation). */
