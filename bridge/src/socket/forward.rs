@@ -9,11 +9,12 @@ use std::sync::Arc;
 use admin_api::model::{EventPattern, is_reserved_event};
 use serde_json::json;
 use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::{AckSender, SocketRef};
-use socketioxide::handler::{FromMessageParts, MessageHandler};
+use socketioxide::extract::SocketRef;
+use socketioxide::handler::MessageHandler;
 use socketioxide::socket::Socket;
 
 use super::Gateway;
+use super::ack::Ack;
 use super::session::{INERT_ROOM, Session};
 use crate::catalog::{NamespaceEntry, Subscription};
 use crate::payload::{Args, decode_event};
@@ -31,11 +32,10 @@ impl MessageHandler<LocalAdapter, ForwarderKind> for Forwarder {
     fn call(
         &self,
         socket: Arc<Socket<LocalAdapter>>,
-        mut value: socketioxide_core::Value,
+        value: socketioxide_core::Value,
         ack_id: Option<i64>,
     ) {
-        let ack =
-            ack_id.and_then(|_| AckSender::from_message_parts(&socket, &mut value, &ack_id).ok());
+        let ack = ack_id.map(|id| Ack::new(socket.clone(), id));
         forward(&self.0, SocketRef::from(socket), &value, ack);
     }
 }
@@ -44,7 +44,7 @@ fn forward(
     gateway: &Arc<Gateway>,
     socket: SocketRef,
     value: &socketioxide_core::Value,
-    ack: Option<AckSender>,
+    ack: Option<Ack>,
 ) {
     let Some(session) = socket.extensions.get::<Session>() else {
         return;
@@ -135,7 +135,7 @@ fn forward(
                     Ok(Err(why)) => Some(why),
                     Err(_) => Some(Refused::StoreUnavailable),
                 });
-                let _ = ack.send(&why.map_or_else(|| json!({"ok": true}), refusal));
+                ack.send(why.map_or_else(|| json!({"ok": true}), refusal));
             });
         }
         (ack, None) => answer(ack, json!({"ok": true})),
@@ -189,14 +189,14 @@ fn refusal(why: Refused) -> serde_json::Value {
 }
 
 /// Sends `value` as the one argument of an acknowledgement, when one is awaited.
-fn answer(ack: Option<AckSender>, value: serde_json::Value) {
+fn answer(ack: Option<Ack>, value: serde_json::Value) {
     if let Some(ack) = ack {
-        let _ = ack.send(&value);
+        ack.send(value);
     }
 }
 
 /// What to do with a reply webhook's answer: ack (when it answers one), rooms, emits.
-fn on_reply(socket: SocketRef, ack: Option<AckSender>) -> OnDone {
+fn on_reply(socket: SocketRef, ack: Option<Ack>) -> OnDone {
     Box::new(move |outcome| match outcome {
         Outcome::Delivered(answer) => apply_reply(&socket, ack, Reply::parse(&answer)),
         Outcome::Failed(status) => {
@@ -207,9 +207,9 @@ fn on_reply(socket: SocketRef, ack: Option<AckSender>) -> OnDone {
 }
 
 /// Applies a reply: the ack first, then joins and leaves, then the emits in order.
-pub fn apply_reply(socket: &SocketRef, ack: Option<AckSender>, reply: Reply) {
+pub fn apply_reply(socket: &SocketRef, ack: Option<Ack>, reply: Reply) {
     if let Some(ack) = ack {
-        let _ = ack.send(&reply.ack.unwrap_or_default());
+        ack.send(reply.ack.unwrap_or_default());
     }
     if !reply.join.is_empty() {
         socket.join(reply.join);

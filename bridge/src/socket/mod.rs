@@ -6,6 +6,7 @@
 //! - [`forward`]: the catch-all handler that turns client events into webhook deliveries.
 //! - [`session`]: per-socket state; [`auth`]: JWT checks; [`v2_compat`]: the v2 query fix.
 
+pub mod ack;
 pub mod auth;
 pub mod connect;
 pub mod forward;

@@ -32,8 +32,9 @@ use crate::stats::Counters;
 use batch::Weighed;
 use budget::Budget;
 
-/// New rows waiting for their insert; more are refused with `queue_full`.
-const INSERT_QUEUE: usize = 16_384;
+/// New rows waiting for their insert; more are refused with `queue_full`. (Their bytes are
+/// bounded by the budget; this bounds the count of small ones.)
+const INSERT_QUEUE: usize = 65_536;
 /// Outcomes waiting to be written; more are dropped (the row is sent again after its lease).
 const COMPLETION_QUEUE: usize = 65_536;
 
@@ -104,6 +105,8 @@ pub struct Outbox {
     completions: mpsc::Sender<DeliveryUpdate>,
     /// Writes queued or under way, so shutdown can wait for them.
     unwritten: AtomicUsize,
+    /// Claimed rows the worker is sending.
+    in_flight: AtomicUsize,
     /// Rows this process holds (queued, in flight, or waiting for their outcome to be written).
     held: Mutex<HashSet<String>>,
     /// When every held lease was last renewed (unix ms).
@@ -126,6 +129,7 @@ impl Outbox {
             inserts,
             completions,
             unwritten: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
             held: Mutex::new(HashSet::new()),
             renewed_at: AtomicI64::new(Timestamp::now().0),
             counters,
@@ -278,12 +282,16 @@ impl Outbox {
             .collect()
     }
 
-    /// Stops the worker, waits up to `deadline` for queued writes, then releases every row this
-    /// process still holds so another process (or the next start) sends it.
+    /// Stops the worker, waits up to `deadline` for the attempts it has in flight and for queued
+    /// writes, then releases every row this process still holds so another process (or the next
+    /// start) sends it.
     pub async fn shutdown(&self, deadline: Duration) {
         let _ = self.stop.send(true);
         let until = tokio::time::Instant::now() + deadline;
-        while self.unwritten.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < until {
+        let busy = || {
+            self.in_flight.load(Ordering::Acquire) > 0 || self.unwritten.load(Ordering::Acquire) > 0
+        };
+        while busy() && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         match self.store.release_leases(&self.owner).await {

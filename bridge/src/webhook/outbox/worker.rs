@@ -2,7 +2,7 @@
 //! renewal, and the usage read behind the budget, stats and gauges.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use admin_api::model::Timestamp;
@@ -32,7 +32,6 @@ pub fn spawn(outbox: Arc<Outbox>, dispatcher: Arc<Dispatcher>, catalog: Catalog)
 }
 
 async fn claim_loop(outbox: Arc<Outbox>, dispatcher: Arc<Dispatcher>, catalog: Catalog) {
-    let in_flight = Arc::new(AtomicUsize::new(0));
     let due = outbox.store.outbox_due();
     let mut stop = outbox.stop.subscribe();
     let mut failing = false;
@@ -48,7 +47,7 @@ async fn claim_loop(outbox: Arc<Outbox>, dispatcher: Arc<Dispatcher>, catalog: C
         if *stop.borrow() {
             return;
         }
-        let free = MAX_IN_FLIGHT.saturating_sub(in_flight.load(Ordering::Acquire));
+        let free = MAX_IN_FLIGHT.saturating_sub(outbox.in_flight.load(Ordering::Acquire));
         let limit = free.min(CLAIM_BATCH);
         more = false;
         if limit == 0 {
@@ -75,13 +74,12 @@ async fn claim_loop(outbox: Arc<Outbox>, dispatcher: Arc<Dispatcher>, catalog: C
         more = rows.len() == limit;
         for row in rows {
             outbox.hold(&row.id);
-            in_flight.fetch_add(1, Ordering::AcqRel);
-            let (outbox, dispatcher, in_flight) =
-                (outbox.clone(), dispatcher.clone(), in_flight.clone());
+            outbox.in_flight.fetch_add(1, Ordering::AcqRel);
+            let (outbox, dispatcher) = (outbox.clone(), dispatcher.clone());
             let webhook = catalog.webhook(&row.webhook_id);
             tokio::spawn(async move {
                 send_claimed(&outbox, &dispatcher, webhook, row).await;
-                in_flight.fetch_sub(1, Ordering::AcqRel);
+                outbox.in_flight.fetch_sub(1, Ordering::AcqRel);
             });
         }
     }
