@@ -29,6 +29,12 @@ const bridge = await startBridge({
   BRIDGE_EVENT_RATE_LIMIT: "100000",
   BRIDGE_EVENT_RATE_BURST: "100000",
 });
+// A run that fails part-way must not leave the bridge running.
+process.on("exit", () => {
+  try {
+    process.kill(bridge.pid, "SIGKILL");
+  } catch {}
+});
 const receiver = await startReceiver();
 const ns = await bridge.createNamespace({ name: "/bench" });
 await bridge.createWebhook(ns.id, { url: receiver.url, events: ["*"], durable: true });

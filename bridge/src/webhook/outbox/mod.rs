@@ -308,6 +308,15 @@ impl Outbox {
     }
 }
 
+/// Sleeps for `d`; false once the outbox is shutting down.
+async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    let slept = tokio::select! {
+        () = tokio::time::sleep(d) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    };
+    slept && !*stop.borrow()
+}
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use admin_api::model::{DeliveryStatus, Timestamp};
 
-use super::{Outbox, millis};
+use super::{Outbox, millis, pause};
 
 /// Rows deleted per statement.
 const PRUNE_BATCH: i64 = 1000;
@@ -21,11 +21,7 @@ pub async fn prune_loop(outbox: Arc<Outbox>) {
     let config = &outbox.config;
     let every = interval(config.delivered_retention.min(config.failed_retention));
     let mut stop = outbox.stop.subscribe();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+    while pause(&mut stop, every).await {
         let now = Timestamp::now().0;
         for (status, keep) in [
             (DeliveryStatus::Delivered, config.delivered_retention),

@@ -9,7 +9,7 @@ use admin_api::model::Timestamp;
 use admin_api::store::ClaimedDelivery;
 use bytes::Bytes;
 
-use super::{Outbox, Prior, millis};
+use super::{Outbox, Prior, millis, pause};
 use crate::catalog::Catalog;
 use crate::webhook::Dispatcher;
 use crate::webhook::sender::Message;
@@ -114,11 +114,7 @@ async fn send_claimed(
 async fn renew_loop(outbox: Arc<Outbox>) {
     let every = outbox.config.lease / 3;
     let mut stop = outbox.stop.subscribe();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+    while pause(&mut stop, every).await {
         let started = Timestamp::now().0;
         let ids = outbox.held_ids();
         match outbox
@@ -143,9 +139,8 @@ async fn usage_loop(outbox: Arc<Outbox>) {
             }
             Err(err) => tracing::debug!(%err, "cannot read the outbox usage"),
         }
-        tokio::select! {
-            () = tokio::time::sleep(USAGE_INTERVAL) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        if !pause(&mut stop, USAGE_INTERVAL).await {
+            return;
         }
     }
 }
