@@ -12,6 +12,7 @@
 //    latency is from the client's emit to the webhook's arrival at the receiver.
 // Every loop is bounded and the run stops by itself.
 
+import { readFileSync } from "node:fs";
 import { startBridge, startReceiver, connected, sleep, freshPostgres, freshSqlite } from "../tests/js/harness.mjs";
 
 const args = process.argv.slice(2).filter((a) => !a.startsWith("--"));
@@ -21,6 +22,11 @@ const RATE = Number(args[2] ?? 2000);
 const SECONDS = Number(args[3] ?? 10);
 const db = process.argv.includes("--sqlite") ? freshSqlite() : freshPostgres();
 
+// CPU seconds (user + system) a process has used, from /proc.
+const cpuSecs = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 
 const bridge = await startBridge({
@@ -65,6 +71,7 @@ const burstLatency = receiver.received.map((d) => d.at - d.json.args[1]).sort((a
 
 // 2. Paced.
 receiver.received.length = 0;
+const cpuBefore = { bridge: cpuSecs(bridge.pid), node: cpuSecs(process.pid) };
 const perTick = Math.max(1, Math.round(RATE / 100));
 const ticks = SECONDS * 100;
 started = Date.now();
@@ -76,6 +83,10 @@ for (let t = 0; t < ticks; t++) {
 const sent = ticks * perTick;
 const pacedSecs = (Date.now() - started) / 1000;
 await receiver.waitFor((r) => r.length >= sent, 60000);
+const cpu = {
+  bridge: cpuSecs(bridge.pid) - cpuBefore.bridge,
+  generator_and_receiver: cpuSecs(process.pid) - cpuBefore.node,
+};
 const paced = receiver.received.map((d) => d.at - d.json.args[1]).sort((a, b) => a - b);
 const stats = await bridge.admin("GET", "/admin/stats");
 
@@ -93,6 +104,11 @@ console.log(JSON.stringify({
     target_per_sec: RATE,
     sent_per_sec: Math.round(sent / pacedSecs),
     latency_ms: { p50: pct(paced, 50), p99: pct(paced, 99), max: paced.at(-1) },
+    // Share of one core over the paced phase.
+    cpu_cores: {
+      bridge: +(cpu.bridge / pacedSecs).toFixed(2),
+      generator_and_receiver: +(cpu.generator_and_receiver / pacedSecs).toFixed(2),
+    },
   },
   outbox_after: stats.body.outbox,
 }, null, 1));

@@ -1,9 +1,11 @@
-//! Group commit: one task writes what arrives on a channel in batches, so the items that arrive
-//! while one write is in flight go together in the next one.
+//! Group commit: tasks write what arrives on a channel in batches, so the items that arrive while
+//! a write is in flight go together in the next one. Several writers may share one channel: while
+//! one waits for its commit (an fsync), the next gathers and sends its batch.
 
 use std::future::Future;
+use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 
 /// Largest batch in bytes (bodies); rows are capped by `admin_api::store::MAX_BATCH_ROWS`.
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
@@ -15,26 +17,33 @@ pub trait Weighed {
 }
 
 /// Takes batches from `rx` and hands each to `write`, until every sender is gone.
-pub async fn run<T, F, Fut>(mut rx: mpsc::Receiver<T>, max_rows: usize, mut write: F)
+pub async fn run<T, F, Fut>(rx: Arc<Mutex<mpsc::Receiver<T>>>, max_rows: usize, mut write: F)
 where
     T: Weighed,
     F: FnMut(Vec<T>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    while let Some(first) = rx.recv().await {
-        let mut bytes = first.bytes();
-        let mut batch = vec![first];
-        while batch.len() < max_rows && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(item) => {
-                    bytes += item.bytes();
-                    batch.push(item);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = next_batch(&rx, max_rows).await {
         write(batch).await;
     }
+}
+
+/// Waits for one item, then takes whatever else is already there, within the caps.
+async fn next_batch<T: Weighed>(rx: &Mutex<mpsc::Receiver<T>>, max_rows: usize) -> Option<Vec<T>> {
+    let mut rx = rx.lock().await;
+    let first = rx.recv().await?;
+    let mut bytes = first.bytes();
+    let mut batch = vec![first];
+    while batch.len() < max_rows && bytes < MAX_BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(item) => {
+                bytes += item.bytes();
+                batch.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
 }
 
 #[cfg(test)]
@@ -55,7 +64,7 @@ mod tests {
         }
         drop(tx);
         let mut batches = Vec::new();
-        run(rx, 2, |batch| {
+        run(Arc::new(Mutex::new(rx)), 2, |batch| {
             batches.push(batch);
             async {}
         })

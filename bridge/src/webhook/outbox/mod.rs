@@ -21,10 +21,11 @@ use std::time::Duration;
 
 use admin_api::Store;
 use admin_api::model::{AttemptRecord, DeliveryStatus, Timestamp, Webhook, push_history};
+use admin_api::store::Engine;
 use admin_api::store::{DeliveryUpdate, MAX_BATCH_ROWS, OutboxRow};
 use futures_util::FutureExt;
 use futures_util::future::Shared;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot, watch};
 
 use super::sender::{Attempt, Message};
 use crate::config::OutboxConfig;
@@ -37,6 +38,8 @@ use budget::Budget;
 const INSERT_QUEUE: usize = 65_536;
 /// Outcomes waiting to be written; more are dropped (the row is sent again after its lease).
 const COMPLETION_QUEUE: usize = 65_536;
+/// Insert and outcome writers each, on Postgres.
+const POSTGRES_WRITERS: usize = 3;
 
 /// Why a durable event was not accepted; the client's ack carries the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -135,14 +138,29 @@ impl Outbox {
             counters,
             stop: watch::channel(false).0,
         });
-        let weak = Arc::downgrade(&outbox);
-        tokio::spawn(batch::run(insert_rx, MAX_BATCH_ROWS, move |batch| {
-            write_inserts(weak.clone(), batch)
-        }));
-        let weak = Arc::downgrade(&outbox);
-        tokio::spawn(batch::run(completion_rx, MAX_BATCH_ROWS, move |batch| {
-            write_completions(weak.clone(), batch)
-        }));
+        // Postgres overlaps the commits of several connections; SQLite has one writer anyway.
+        let writers = match outbox.store.engine() {
+            Engine::Postgres => POSTGRES_WRITERS,
+            Engine::Sqlite => 1,
+        };
+        let (insert_rx, completion_rx) = (
+            Arc::new(AsyncMutex::new(insert_rx)),
+            Arc::new(AsyncMutex::new(completion_rx)),
+        );
+        for _ in 0..writers {
+            let weak = Arc::downgrade(&outbox);
+            tokio::spawn(batch::run(
+                insert_rx.clone(),
+                MAX_BATCH_ROWS,
+                move |batch| write_inserts(weak.clone(), batch),
+            ));
+            let weak = Arc::downgrade(&outbox);
+            tokio::spawn(batch::run(
+                completion_rx.clone(),
+                MAX_BATCH_ROWS,
+                move |batch| write_completions(weak.clone(), batch),
+            ));
+        }
         outbox
     }
 
