@@ -96,7 +96,8 @@ for (const [engine, fresh] of engines) {
         const res = await second.admin("GET", "/admin/deliveries?status=delivered&namespace=/jobs");
         return res.body.deliveries.length === 5 && res;
       }, 5000, "five delivered rows");
-      assert.ok(list.body.deliveries.every((d) => d.attempts >= 2 && d.seq >= 1));
+      // At least the successful attempt is recorded; a failed one whose outcome the kill cut off is not.
+      assert.ok(list.body.deliveries.every((d) => d.attempts >= 1 && d.status === "delivered" && d.seq >= 1));
     } finally {
       receiver.close();
       await bridge.kill();
