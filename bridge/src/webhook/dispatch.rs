@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use admin_api::Store;
 use admin_api::model::{AttemptRecord, DeliveryStatus, Timestamp, Webhook};
 use admin_api::store::NewDelivery;
 use bytes::Bytes;
@@ -74,7 +73,6 @@ pub struct Dispatcher {
     sender: Sender,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
     concurrency: usize,
-    store: Store,
     counters: Arc<Counters>,
     /// Jobs queued or in flight, so that shutdown can wait for them.
     outstanding: AtomicUsize,
@@ -89,7 +87,6 @@ impl Dispatcher {
             sender: Sender::new(),
             limits: Mutex::new(HashMap::new()),
             concurrency: concurrency.max(1),
-            store: outbox.store().clone(),
             counters,
             outstanding: AtomicUsize::new(0),
             outbox,
@@ -233,7 +230,7 @@ impl Dispatcher {
             next_attempt_at: None,
             history,
         };
-        let store = self.store.clone();
+        let store = self.outbox.store().clone();
         tokio::spawn(async move {
             if let Err(err) = store.insert_delivery(&record).await {
                 tracing::warn!(%err, id = %record.id, "cannot record the failed delivery");
