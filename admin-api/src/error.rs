@@ -49,6 +49,10 @@ pub enum ApiError {
     /// The store could not be reached.
     #[error("store unavailable")]
     Unavailable(String),
+    /// The link to the other nodes (Redis or Postgres adapter) is down, so an operation meant
+    /// for the whole cluster could reach only part of it.
+    #[error("cluster adapter unavailable: {0}")]
+    AdapterUnavailable(String),
 }
 
 impl ApiError {
@@ -76,6 +80,7 @@ impl ApiError {
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::AdapterUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "adapter_unavailable"),
         }
     }
 }

@@ -17,5 +17,5 @@ pub mod routes;
 pub mod store;
 
 pub use error::ApiError;
-pub use routes::{AdminState, AdminToken, OutboxStats, Stats, StatsSource, router};
+pub use routes::{AdminState, AdminToken, NodeStats, OutboxStats, Stats, StatsSource, router};
 pub use store::{CatalogSnapshot, Store, StoreError};

@@ -10,16 +10,25 @@ use admin_api::{AdminState, AdminToken, Store, StoreError};
 use axum::routing::get;
 use axum::{Router, middleware};
 use base64::Engine as _;
+use futures_util::future::BoxFuture;
+use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
+use socketioxide_core::adapter::DefinedAdapter;
+use socketioxide_postgres::{CustomPostgresAdapter, PostgresAdapterConfig, PostgresAdapterCtr};
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::catalog::Catalog;
+use crate::cluster::Cluster;
+use crate::cluster::postgres::PgDriver;
+use crate::cluster::redis::RedisDriver;
 use crate::config::{AdapterKind, Config};
 use crate::emit_api::auth::KeyActivity;
 use crate::emit_api::{EmitDoc, EmitState};
-use crate::socket::Gateway;
+use crate::health::Readiness;
 use crate::socket::v2_compat::{V2Compat, fix_v2_connect};
-use crate::stats::Counters;
+use crate::socket::{Gateway, Parts};
+use crate::stats::{Counters, NodeView};
 use crate::webhook::Dispatcher;
 use crate::webhook::outbox::{self, Outbox};
 use crate::{emit_api, health, metrics};
@@ -39,9 +48,14 @@ pub enum StartError {
         /// The error.
         source: StoreError,
     },
-    /// A setting names something this version does not provide yet.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The adapter's service (Redis, or Postgres for the postgres adapter) is unreachable.
+    #[error("{adapter} adapter: {reason}")]
+    Adapter {
+        /// `redis` or `postgres`.
+        adapter: &'static str,
+        /// The error.
+        reason: String,
+    },
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -60,19 +74,31 @@ pub struct Application {
     admin_router: Router,
     admin_token: String,
     store: Store,
-    gateway: Arc<Gateway>,
+    catalog: Catalog,
+    dispatcher: Arc<Dispatcher>,
+    sockets: Arc<dyn SocketServer>,
+}
+
+/// Channel prefix of both adapters, so the bridge's traffic is told apart from other users'.
+const ADAPTER_PREFIX: &str = "bridge";
+/// Longest wait for the other nodes' answers (listings, acks after their timeout, joins).
+const ADAPTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the application needs of the Socket.IO side, whatever its adapter.
+trait SocketServer: Send + Sync {
+    /// Disconnects this node's sockets and closes the server.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+impl<A: Adapter + DefinedAdapter> SocketServer for Gateway<A> {
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Gateway::close(self))
+    }
 }
 
 impl Application {
     /// Connects the store, applies migrations, loads the catalog and binds both listeners.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        if config.adapter != AdapterKind::Memory {
-            // Refuse rather than run as one node while the operator expects a cluster.
-            return Err(StartError::Unsupported(format!(
-                "BRIDGE_ADAPTER={}: multi-node adapters are not available in this version; use memory (one node)",
-                config.adapter.as_str()
-            )));
-        }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let store = connect_store(&config.database_url).await?;
         let catalog = Catalog::start(store.clone())
@@ -87,26 +113,29 @@ impl Application {
             config.webhook_concurrency,
         ));
         outbox::worker::spawn(outbox, dispatcher.clone(), catalog.clone());
-        let (socket_layer, gateway) =
-            Gateway::build(&config, catalog, dispatcher, counters.clone());
-
-        let emit_state = EmitState {
-            gateway: gateway.clone(),
+        let cluster = Cluster::new(&config.node_id, config.adapter);
+        let public = PublicSide {
+            config: &config,
+            parts: Parts {
+                catalog: catalog.clone(),
+                dispatcher: dispatcher.clone(),
+                counters: counters.clone(),
+                cluster: cluster.clone(),
+            },
             keys: KeyActivity::start(config.api_rate, store.clone()),
+            readiness: Readiness {
+                store: store.clone(),
+                cluster: cluster.clone(),
+            },
         };
-        let public_router = Router::new()
-            .route("/healthz", get(health::healthz))
-            .route("/readyz", get(health::readyz))
-            .with_state(store.clone())
-            .merge(emit_api::router(emit_state))
-            .layer(socket_layer);
+        let (public_router, sockets) = with_adapter(public, &cluster).await?;
         let v2_compat = V2Compat {
             limit: usize::try_from(config.max_payload).unwrap_or(usize::MAX),
             inner: public_router.clone(),
         };
         let public_router =
             public_router.layer(middleware::from_fn_with_state(v2_compat, fix_v2_connect));
-        let admin_router = admin_router(&store, &admin_token, counters);
+        let admin_router = admin_router(&store, &admin_token, counters, &cluster);
 
         let public = bind(&config.listen).await?;
         let admin = bind(&config.admin_listen).await?;
@@ -117,9 +146,13 @@ impl Application {
             admin_router,
             admin_token,
             store,
-            gateway,
+            catalog,
+            dispatcher,
+            sockets,
         };
         tracing::info!(
+            node = %cluster.node_id,
+            adapter = cluster.adapter.as_str(),
             "listening public={} admin={}",
             app.public_addr(),
             app.admin_addr()
@@ -146,14 +179,9 @@ impl Application {
         &self.admin_token
     }
 
-    /// The Socket.IO gateway.
-    pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gateway
-    }
-
     /// The in-memory catalog.
     pub fn catalog(&self) -> &Catalog {
-        &self.gateway.catalog
+        &self.catalog
     }
 
     /// Serves both listeners until `shutdown` resolves, then drains requests and queued webhook
@@ -163,26 +191,100 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let gateway = self.gateway.clone();
+        let sockets = self.sockets.clone();
         tokio::spawn(async move {
             shutdown.await;
             // Close the sockets first: open WebSockets and long-polls would hold the drain open.
-            gateway.close().await;
+            sockets.close().await;
             let _ = stop_tx.send(true);
         });
         let public = serve(self.public, self.public_router, stop_rx.clone());
         let admin = serve(self.admin, self.admin_router, stop_rx);
         let result = tokio::try_join!(public, admin).map(|_| ());
         // Deliveries already accepted (and the `$disconnect`s of the closed sockets) go out first.
-        let left = self.gateway.dispatcher.drain(DRAIN_TIMEOUT).await;
+        let left = self.dispatcher.drain(DRAIN_TIMEOUT).await;
         if left > 0 {
             tracing::warn!(left, "stopping with webhook deliveries still queued");
         }
         // Durable rows still held are released for another process or the next start.
-        self.gateway.dispatcher.outbox.shutdown(DRAIN_TIMEOUT).await;
+        self.dispatcher.outbox.shutdown(DRAIN_TIMEOUT).await;
         self.store.close().await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// What the public listener is made of, before the adapter is chosen.
+struct PublicSide<'a> {
+    config: &'a Config,
+    parts: Parts,
+    keys: Arc<KeyActivity>,
+    readiness: Readiness,
+}
+
+type Built = (Router, Arc<dyn SocketServer>);
+
+/// Connects the configured adapter and builds the public side on it: the one place the three
+/// adapters part ways; everything below is generic over the adapter.
+async fn with_adapter(side: PublicSide<'_>, cluster: &Cluster) -> Result<Built, StartError> {
+    let config = side.config;
+    match config.adapter {
+        AdapterKind::Memory => Ok(side.build::<LocalAdapter>(())),
+        AdapterKind::Redis => {
+            let url = config.redis_url.as_deref().unwrap_or_default();
+            let driver = RedisDriver::connect(url, cluster.health.clone())
+                .await
+                .map_err(|e| adapter_error("redis", e))?;
+            let settings = RedisAdapterConfig::new()
+                .with_prefix(ADAPTER_PREFIX)
+                .with_request_timeout(ADAPTER_REQUEST_TIMEOUT);
+            let state = RedisAdapterCtr::new_with_driver(driver, settings);
+            Ok(side.build::<CustomRedisAdapter<Emitter, RedisDriver>>(state))
+        }
+        AdapterKind::Postgres => {
+            let driver = PgDriver::connect(
+                &config.database_url,
+                &cluster.node_id,
+                cluster.health.clone(),
+            )
+            .await
+            .map_err(|e| adapter_error("postgres", e))?;
+            let settings = PostgresAdapterConfig::new()
+                .with_prefix(ADAPTER_PREFIX)
+                .with_table_name("bridge_adapter_attachments")
+                .with_request_timeout(ADAPTER_REQUEST_TIMEOUT)
+                // A stopped node is forgotten after 6 s instead of 60 s, so requests stop
+                // waiting for its answers sooner.
+                .with_hb_interval(Duration::from_secs(2))
+                .with_hb_timeout(Duration::from_secs(6));
+            let state = PostgresAdapterCtr::new_with_driver(driver, settings);
+            Ok(side.build::<CustomPostgresAdapter<Emitter, PgDriver>>(state))
+        }
+    }
+}
+
+fn adapter_error(adapter: &'static str, err: impl std::fmt::Display) -> StartError {
+    StartError::Adapter {
+        adapter,
+        reason: err.to_string(),
+    }
+}
+
+impl PublicSide<'_> {
+    /// Socket.IO, the emit API and the probes, on adapter `A`.
+    fn build<A: Adapter + DefinedAdapter>(self, adapter: A::State) -> Built {
+        let (socket_layer, gateway) = Gateway::<A>::build(self.config, self.parts, adapter);
+        let emit_state = EmitState {
+            gateway: gateway.clone(),
+            keys: self.keys,
+        };
+        let router = Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .with_state(self.readiness)
+            .merge(emit_api::router(emit_state))
+            .layer(socket_layer);
+        (router, gateway)
     }
 }
 
@@ -200,17 +302,20 @@ fn store_error(url: &str, source: StoreError) -> StartError {
     }
 }
 
-fn admin_router(store: &Store, token: &str, counters: Arc<Counters>) -> Router {
+fn admin_router(store: &Store, token: &str, counters: Arc<Counters>, cluster: &Cluster) -> Router {
     let openapi = admin_api::routes::openapi_document(vec![EmitDoc::openapi()]);
     let state = AdminState {
         store: store.clone(),
         token: AdminToken::new(token),
-        stats: counters,
+        stats: Arc::new(NodeView {
+            counters,
+            cluster: cluster.clone(),
+        }),
         openapi: Arc::new(openapi),
     };
     let ops = Router::new()
         .route("/metrics", get(metrics::serve))
-        .with_state(metrics::recorder())
+        .with_state(metrics::recorder(&cluster.node_id))
         .route("/healthz", get(health::healthz));
     admin_api::router(state).merge(ops)
 }

@@ -89,6 +89,9 @@ pub struct Settings {
     /// Redis URL for the redis adapter.
     #[arg(long, env = "REDIS_URL", global = true)]
     pub redis_url: Option<String>,
+    /// This node's id in logs, metrics, stats and socket listings [default: generated].
+    #[arg(long, env = "BRIDGE_NODE_ID", global = true)]
+    pub node_id: Option<String>,
     /// Engine.IO ping interval, ms [default: 25000].
     #[arg(long, env = "BRIDGE_PING_INTERVAL_MS", global = true)]
     pub ping_interval_ms: Option<u64>,
@@ -150,6 +153,7 @@ impl Settings {
             admin_token: self.admin_token.or(lower.admin_token),
             adapter: self.adapter.or(lower.adapter),
             redis_url: self.redis_url.or(lower.redis_url),
+            node_id: self.node_id.or(lower.node_id),
             ping_interval_ms: self.ping_interval_ms.or(lower.ping_interval_ms),
             ping_timeout_ms: self.ping_timeout_ms.or(lower.ping_timeout_ms),
             connect_timeout_ms: self.connect_timeout_ms.or(lower.connect_timeout_ms),
@@ -226,6 +230,8 @@ pub struct Config {
     pub adapter: AdapterKind,
     /// Redis URL for the redis adapter.
     pub redis_url: Option<String>,
+    /// This node's id.
+    pub node_id: String,
     /// Engine.IO ping interval.
     pub ping_interval: Duration,
     /// Engine.IO ping timeout.
@@ -257,6 +263,7 @@ impl std::fmt::Debug for Config {
             )
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("adapter", &self.adapter)
+            .field("node_id", &self.node_id)
             .field("ping_interval", &self.ping_interval)
             .field("ping_timeout", &self.ping_timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -290,6 +297,7 @@ impl Config {
             admin_token: s.admin_token.filter(|t| !t.is_empty()),
             adapter: s.adapter.unwrap_or_default(),
             redis_url: s.redis_url,
+            node_id: s.node_id.unwrap_or_else(generated_node_id),
             ping_interval: Duration::from_millis(s.ping_interval_ms.unwrap_or(25_000)),
             ping_timeout: Duration::from_millis(s.ping_timeout_ms.unwrap_or(20_000)),
             connect_timeout: Duration::from_millis(s.connect_timeout_ms.unwrap_or(45_000)),
@@ -357,6 +365,18 @@ impl Config {
                 "must be greater than 0".into(),
             ));
         }
+        if self.node_id.is_empty()
+            || self.node_id.len() > 64
+            || !self
+                .node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(ConfigError::Invalid(
+                "node_id",
+                "1 to 64 characters among A-Z a-z 0-9 - _ .".into(),
+            ));
+        }
         if self.adapter == AdapterKind::Redis && self.redis_url.is_none() {
             return Err(ConfigError::Invalid(
                 "redis_url",
@@ -371,6 +391,11 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A node id for this run: `node-` and 8 random hex digits.
+fn generated_node_id() -> String {
+    format!("node-{:08x}", rand::random::<u32>())
 }
 
 fn retention(
@@ -405,12 +430,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn node_ids_are_checked() {
+        let with = |id: &str| {
+            Config::from_settings(Settings {
+                node_id: Some(id.into()),
+                ..Settings::default()
+            })
+        };
+        assert_eq!(
+            with("bridge-1.eu_west").unwrap().node_id,
+            "bridge-1.eu_west"
+        );
+        for bad in ["", "a b", "x/y", &"n".repeat(65)] {
+            assert!(
+                matches!(with(bad), Err(ConfigError::Invalid("node_id", _))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn defaults_match_the_spec() {
         let c = Config::from_settings(Settings::default()).unwrap();
         assert_eq!(c.listen, "0.0.0.0:3000");
         assert_eq!(c.admin_listen, "127.0.0.1:3001");
         assert_eq!(c.database_url, "sqlite://bridge.db");
         assert_eq!(c.adapter, AdapterKind::Memory);
+        assert!(c.node_id.starts_with("node-") && c.node_id.len() == 13);
         assert_eq!(c.ping_interval, Duration::from_millis(25_000));
         assert_eq!(c.ping_timeout, Duration::from_millis(20_000));
         assert_eq!(c.connect_timeout, Duration::from_millis(45_000));

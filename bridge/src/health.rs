@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (the store answers too).
+//! `/healthz` (the process answers) and `/readyz` (the store answers, and the adapter's
+//! connection to the other nodes is up).
 
 use std::time::Duration;
 
@@ -8,27 +9,50 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::cluster::Cluster;
+
 /// How long `/readyz` waits for the store.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `/readyz` looks at.
+#[derive(Clone)]
+pub struct Readiness {
+    /// The store.
+    pub store: Store,
+    /// This node and its adapter.
+    pub cluster: Cluster,
+}
 
 /// Always 200 while the process serves requests.
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// 200 when the store answers, 503 otherwise (it recovers by itself when the store comes back).
-pub async fn readyz(State(store): State<Store>) -> (StatusCode, Json<Value>) {
-    match tokio::time::timeout(READY_TIMEOUT, store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Ok(Err(err)) => not_ready(err.to_string()),
-        Err(_) => not_ready("store did not answer in time".into()),
+/// 200 when the store answers and the adapter is connected, 503 with the reason otherwise (it
+/// recovers by itself when the service comes back). The node keeps serving its own sockets.
+pub async fn readyz(State(ready): State<Readiness>) -> (StatusCode, Json<Value>) {
+    let node = ready.cluster.node_id.to_string();
+    if let Err(reason) = ready.cluster.health.check() {
+        return not_ready(&node, "adapter_unavailable", reason);
+    }
+    match tokio::time::timeout(READY_TIMEOUT, ready.store.ping()).await {
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "node": node})),
+        ),
+        Ok(Err(err)) => not_ready(&node, "unavailable", err.to_string()),
+        Err(_) => not_ready(&node, "unavailable", "store did not answer in time".into()),
     }
 }
 
-fn not_ready(reason: String) -> (StatusCode, Json<Value>) {
+fn not_ready(node: &str, code: &str, reason: String) -> (StatusCode, Json<Value>) {
     tracing::warn!(%reason, "not ready");
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"status": "unavailable", "error": {"code": "unavailable", "message": reason}})),
+        Json(json!({
+            "status": "unavailable",
+            "node": node,
+            "error": {"code": code, "message": reason},
+        })),
     )
 }

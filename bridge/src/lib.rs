@@ -3,6 +3,7 @@
 //! - [`config`]: the one typed configuration (defaults < TOML < env < flags).
 //! - [`app`]: [`Application`], which binds the public and admin listeners and wires everything.
 //! - [`catalog`]: the in-memory view of namespaces, webhooks and API keys the hot paths read.
+//! - [`cluster`]: several nodes: the node id, the Redis and Postgres adapter drivers, their health.
 //! - [`socket`]: the Socket.IO gateway (namespaces, auth, the catch-all forwarder).
 //! - [`emit_api`]: the REST emit API of the public listener (`/v1/*`).
 //! - [`webhook`]: delivery bodies, signing, sending with retries, replies.
@@ -13,6 +14,7 @@
 
 pub mod app;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod emit_api;
 pub mod health;

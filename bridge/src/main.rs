@@ -15,7 +15,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&config.rust_log);
+    telemetry::init(&config.rust_log, &config.node_id);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

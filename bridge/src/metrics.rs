@@ -45,9 +45,10 @@ pub fn record_outbox(stats: &admin_api::OutboxStats) {
     metrics::gauge!(OUTBOX_OLDEST_DUE).set(stats.oldest_due_seconds);
 }
 
-/// The process-wide recorder. The `metrics` facade has one global recorder, so this installs it
-/// once and every `Application` in the process (tests start several) shares its handle.
-pub fn recorder() -> PrometheusHandle {
+/// The process-wide recorder, every series labelled `node="<node_id>"`. The `metrics` facade has
+/// one global recorder, so this installs it once and every `Application` in the process (tests
+/// start several) shares its handle and the first one's node label.
+pub fn recorder(node_id: &str) -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -56,6 +57,7 @@ pub fn recorder() -> PrometheusHandle {
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ])
                 .expect("static buckets are valid")
+                .add_global_label("node", node_id)
                 .build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {

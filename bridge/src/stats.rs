@@ -1,11 +1,12 @@
 //! Live counters behind `/admin/stats` (Prometheus gets the same events through `metrics`).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use admin_api::{OutboxStats, Stats, StatsSource};
+use admin_api::{NodeStats, OutboxStats, Stats, StatsSource};
 
+use crate::cluster::Cluster;
 use crate::webhook::outbox::Refused;
 
 /// This node's counters since start.
@@ -86,9 +87,34 @@ impl Counters {
     }
 }
 
+/// What `/admin/stats` shows: this node's counters and its place in the cluster.
+pub struct NodeView {
+    /// The counters.
+    pub counters: Arc<Counters>,
+    /// The node and its adapter.
+    pub cluster: Cluster,
+}
+
+impl StatsSource for NodeView {
+    fn snapshot(&self) -> Stats {
+        let health = &self.cluster.health;
+        Stats {
+            node: NodeStats {
+                id: self.cluster.node_id.to_string(),
+                adapter: self.cluster.adapter.as_str().to_owned(),
+                adapter_connected: health.check().is_ok(),
+                adapter_error: health.check().err(),
+                adapter_lost: health.times_lost(),
+            },
+            ..self.counters.snapshot()
+        }
+    }
+}
+
 impl StatsSource for Counters {
     fn snapshot(&self) -> Stats {
         Stats {
+            node: NodeStats::default(),
             connections: self
                 .connections
                 .lock()

@@ -49,7 +49,7 @@ impl TestApp {
     /// A bridge with explicit settings (listen addresses and token must be set).
     pub async fn spawn_with(settings: Settings) -> Self {
         let config = Config::from_settings(settings).expect("valid test config");
-        bridge::telemetry::init(&config.rust_log);
+        bridge::telemetry::init(&config.rust_log, &config.node_id);
         let database_url = config.database_url.clone();
         let app = Application::build(config).await.expect("bridge starts");
         let (stop, stopped) = oneshot::channel::<()>();

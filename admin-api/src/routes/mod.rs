@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 
 pub use auth::AdminToken;
 pub use openapi::{AdminDoc, openapi_document};
-pub use stats::{OutboxStats, Stats, StatsSource};
+pub use stats::{NodeStats, OutboxStats, Stats, StatsSource};
 
 use crate::error::not_found_fallback;
 use crate::extract::MAX_BODY_BYTES;

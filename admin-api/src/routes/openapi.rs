@@ -30,7 +30,7 @@ use crate::model::{
         ErrorBody, ErrorDetail, Namespace, NamespaceAuth, JwtAuth, JwtAlgorithm, NewNamespace,
         NamespacePatch, Webhook, WebhookCreated, NewWebhook, WebhookPatch, SecretRotated, ApiKey,
         ApiKeyCreated, NewApiKey, Delivery, DeliverySummary, AttemptRecord, DeliveryStatus,
-        deliveries::DeliveryPage, deliveries::Retried, stats::Stats, stats::OutboxStats,
+        deliveries::DeliveryPage, deliveries::Retried, stats::Stats, stats::NodeStats, stats::OutboxStats,
     )),
     modifiers(&BearerSchemes),
     tags(

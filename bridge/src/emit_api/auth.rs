@@ -10,6 +10,7 @@ use admin_api::{ApiError, Store};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
+use socketioxide::adapter::Adapter;
 
 use super::EmitState;
 use crate::rate::{RateLimit, TokenBucket};
@@ -34,10 +35,10 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<EmitState> for Caller {
+impl<A: Adapter> FromRequestParts<EmitState<A>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &EmitState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &EmitState<A>) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
         let key = state
             .gateway

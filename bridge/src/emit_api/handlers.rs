@@ -9,7 +9,9 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use futures_util::StreamExt;
+use socketioxide::adapter::Adapter;
 use socketioxide::operators::BroadcastOperators;
+use socketioxide::{BroadcastError, EmitWithAckError};
 
 use super::EmitState;
 use super::auth::Caller;
@@ -18,6 +20,7 @@ use super::model::{
     OkResponse, RoomsQuery, RoomsRequest, RoomsResponse, SocketEntry, SocketsQuery,
     SocketsResponse, Targets,
 };
+use crate::cluster::{NODE_ROOM_PREFIX, is_node_room};
 use crate::payload::{AckArgs, Args};
 use crate::socket::session::INERT_ROOM;
 
@@ -28,8 +31,8 @@ use crate::socket::session::INERT_ROOM;
         (status = 404, body = admin_api::error::ErrorBody), (status = 413, body = admin_api::error::ErrorBody),
         (status = 415, body = admin_api::error::ErrorBody), (status = 429, body = admin_api::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn emit(
-    State(state): State<EmitState>,
+pub async fn emit<A: Adapter>(
+    State(state): State<EmitState<A>>,
     caller: Caller,
     JsonBody(req): JsonBody<EmitRequest>,
 ) -> Result<Json<EmitResponse>, ApiError> {
@@ -41,8 +44,8 @@ pub async fn emit(
     responses((status = 200, body = BatchResponse), (status = 400, body = admin_api::error::ErrorBody),
         (status = 401, body = admin_api::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn batch(
-    State(state): State<EmitState>,
+pub async fn batch<A: Adapter>(
+    State(state): State<EmitState<A>>,
     caller: Caller,
     JsonBody(req): JsonBody<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
@@ -69,8 +72,8 @@ pub async fn batch(
     Ok(Json(BatchResponse { results }))
 }
 
-async fn send(
-    state: &EmitState,
+async fn send<A: Adapter>(
+    state: &EmitState<A>,
     caller: &Caller,
     req: EmitRequest,
 ) -> Result<EmitResponse, ApiError> {
@@ -84,8 +87,14 @@ async fn send(
             timed_out: ack.map(|_| 0),
         },
         (Some(ops), None) => {
-            if let Err(err) = ops.emit(&req.event, &args).await {
-                note_emit_error(&err.to_string());
+            match ops.emit(&req.event, &args).await {
+                Ok(()) => {}
+                Err(BroadcastError::Adapter(err)) => {
+                    metrics::counter!(crate::metrics::EMITS, "outcome" => "adapter_unavailable")
+                        .increment(1);
+                    return Err(adapter_failed(err));
+                }
+                Err(err) => note_partial(&err),
             }
             EmitResponse {
                 ok: true,
@@ -102,14 +111,21 @@ async fn send(
     Ok(answer)
 }
 
-/// Some sockets could not take the message (a full buffer, a closing socket): counted, not fatal.
-fn note_emit_error(err: &str) {
+/// Some sockets could not take the message (a full buffer, a closing socket): counted, not
+/// fatal. (An emit the other nodes may have missed is an error instead: [`adapter_failed`].)
+fn note_partial(err: &dyn std::fmt::Display) {
     metrics::counter!(crate::metrics::EMITS, "outcome" => "partial").increment(1);
     tracing::warn!(%err, "an emit did not reach every socket");
 }
 
-async fn collect_acks(
-    ops: BroadcastOperators,
+/// An adapter request (emit, join, leave, listing) that failed: the other nodes may not have
+/// acted, so the caller hears it rather than a partial success.
+fn adapter_failed(err: impl std::fmt::Display) -> ApiError {
+    ApiError::AdapterUnavailable(err.to_string())
+}
+
+async fn collect_acks<A: Adapter>(
+    ops: BroadcastOperators<A>,
     event: &str,
     args: &Args,
     timeout: Duration,
@@ -120,8 +136,13 @@ async fn collect_acks(
         .await
     {
         Ok(stream) => stream,
+        Err(EmitWithAckError::Adapter(err)) => {
+            metrics::counter!(crate::metrics::EMITS, "outcome" => "adapter_unavailable")
+                .increment(1);
+            return Err(adapter_failed(err));
+        }
         Err(err) => {
-            note_emit_error(&err.to_string());
+            note_partial(&err);
             return Ok(EmitResponse {
                 ok: true,
                 acks: Some(Vec::new()),
@@ -155,15 +176,22 @@ async fn collect_acks(
 
 /// The operator reaching `targets` in `namespace` (never the inert sockets); `None` when the
 /// targets name no one (an explicit empty list reaches nobody, never everybody).
-fn operators(
-    state: &EmitState,
+fn operators<A: Adapter>(
+    state: &EmitState<A>,
     namespace: &str,
     targets: &Targets,
-) -> Result<Option<BroadcastOperators>, ApiError> {
+) -> Result<Option<BroadcastOperators<A>>, ApiError> {
     let not_found = || ApiError::NotFound(format!("namespace {namespace} not found"));
     if state.gateway.catalog.namespace(namespace).is_none() {
         return Err(not_found());
     }
+    // Refused up front rather than reaching this node's sockets only.
+    state
+        .gateway
+        .cluster
+        .health
+        .check()
+        .map_err(ApiError::AdapterUnavailable)?;
     let ops = state.gateway.io.of(namespace).ok_or_else(not_found)?;
     let rooms = targets.room_list();
     let ops = match (targets.selective, rooms.is_empty()) {
@@ -180,8 +208,8 @@ fn operators(
 #[utoipa::path(post, path = "/v1/join", tag = "rooms", request_body = RoomsRequest,
     responses((status = 200, body = OkResponse), (status = 400, body = admin_api::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn join(
-    State(state): State<EmitState>,
+pub async fn join<A: Adapter>(
+    State(state): State<EmitState<A>>,
     caller: Caller,
     JsonBody(req): JsonBody<RoomsRequest>,
 ) -> Result<Json<OkResponse>, ApiError> {
@@ -192,16 +220,16 @@ pub async fn join(
 #[utoipa::path(post, path = "/v1/leave", tag = "rooms", request_body = RoomsRequest,
     responses((status = 200, body = OkResponse), (status = 400, body = admin_api::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn leave(
-    State(state): State<EmitState>,
+pub async fn leave<A: Adapter>(
+    State(state): State<EmitState<A>>,
     caller: Caller,
     JsonBody(req): JsonBody<RoomsRequest>,
 ) -> Result<Json<OkResponse>, ApiError> {
     change_rooms(&state, &caller, &req, "leave").await
 }
 
-async fn change_rooms(
-    state: &EmitState,
+async fn change_rooms<A: Adapter>(
+    state: &EmitState<A>,
     caller: &Caller,
     req: &RoomsRequest,
     field: &'static str,
@@ -214,7 +242,7 @@ async fn change_rooms(
         } else {
             ops.leave(rooms).await
         };
-        result.map_err(|e| ApiError::Internal(format!("{field}: {e}")))?;
+        result.map_err(adapter_failed)?;
     }
     Ok(Json(OkResponse { ok: true }))
 }
@@ -223,16 +251,19 @@ async fn change_rooms(
 #[utoipa::path(post, path = "/v1/disconnect", tag = "rooms", request_body = DisconnectRequest,
     responses((status = 200, body = OkResponse), (status = 400, body = admin_api::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn disconnect(
-    State(state): State<EmitState>,
+pub async fn disconnect<A: Adapter>(
+    State(state): State<EmitState<A>>,
     caller: Caller,
     JsonBody(req): JsonBody<DisconnectRequest>,
 ) -> Result<Json<OkResponse>, ApiError> {
     caller.require(&req.namespace)?;
     if let Some(ops) = operators(&state, &req.namespace, &req.targets())? {
-        ops.disconnect()
-            .await
-            .map_err(|e| ApiError::Internal(format!("disconnect: {e}")))?;
+        match ops.disconnect().await {
+            Ok(()) => {}
+            Err(err @ BroadcastError::Adapter(_)) => return Err(adapter_failed(err)),
+            // A socket that was closing anyway.
+            Err(err) => tracing::debug!(%err, "disconnect did not reach every socket"),
+        }
     }
     Ok(Json(OkResponse { ok: true }))
 }
@@ -241,8 +272,8 @@ pub async fn disconnect(
 #[utoipa::path(get, path = "/v1/sockets", tag = "rooms", params(SocketsQuery),
     responses((status = 200, body = SocketsResponse), (status = 400, body = admin_api::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn sockets(
-    State(state): State<EmitState>,
+pub async fn sockets<A: Adapter>(
+    State(state): State<EmitState<A>>,
     caller: Caller,
     query: Result<Query<SocketsQuery>, QueryRejection>,
 ) -> Result<Json<SocketsResponse>, ApiError> {
@@ -260,19 +291,25 @@ pub async fn sockets(
             sockets: Vec::new(),
         }));
     };
-    let found = ops
-        .fetch_sockets()
-        .await
-        .map_err(|e| ApiError::Internal(format!("fetch sockets: {e}")))?;
+    let found = ops.fetch_sockets().await.map_err(adapter_failed)?;
     let mut sockets = Vec::with_capacity(found.len());
     for socket in found {
-        let rooms: Vec<String> = socket
+        // One request to the holding node for a remote socket; local ones answer at once.
+        let all: Vec<String> = socket
             .rooms()
             .await
-            .map_err(|e| ApiError::Internal(format!("socket rooms: {e}")))?
+            .map_err(adapter_failed)?
             .into_iter()
             .map(|r| r.to_string())
-            .filter(|r| r != INERT_ROOM)
+            .collect();
+        let node = all
+            .iter()
+            .find_map(|r| r.strip_prefix(NODE_ROOM_PREFIX))
+            .unwrap_or_default()
+            .to_owned();
+        let rooms: Vec<String> = all
+            .into_iter()
+            .filter(|r| r != INERT_ROOM && !is_node_room(r))
             .collect();
         if let Some(user_room) = &user_room
             && !rooms.contains(user_room)
@@ -287,6 +324,7 @@ pub async fn sockets(
             id: socket.data().id.to_string(),
             user_id,
             rooms,
+            node,
         });
     }
     sockets.sort_by(|a, b| a.id.cmp(&b.id));
@@ -297,8 +335,8 @@ pub async fn sockets(
 #[utoipa::path(get, path = "/v1/rooms", tag = "rooms", params(RoomsQuery),
     responses((status = 200, body = RoomsResponse), (status = 400, body = admin_api::error::ErrorBody)),
     security(("api_key" = [])))]
-pub async fn rooms(
-    State(state): State<EmitState>,
+pub async fn rooms<A: Adapter>(
+    State(state): State<EmitState<A>>,
     caller: Caller,
     query: Result<Query<RoomsQuery>, QueryRejection>,
 ) -> Result<Json<RoomsResponse>, ApiError> {
@@ -315,17 +353,17 @@ pub async fn rooms(
     let ids: HashSet<String> = for_ids
         .fetch_sockets()
         .await
-        .map_err(|e| ApiError::Internal(format!("fetch sockets: {e}")))?
+        .map_err(adapter_failed)?
         .iter()
         .map(|s| s.data().id.to_string())
         .collect();
     let mut rooms: Vec<String> = for_rooms
         .rooms()
         .await
-        .map_err(|e| ApiError::Internal(format!("rooms: {e}")))?
+        .map_err(adapter_failed)?
         .into_iter()
         .map(|r| r.to_string())
-        .filter(|r| r != INERT_ROOM && !ids.contains(r))
+        .filter(|r| r != INERT_ROOM && !is_node_room(r) && !ids.contains(r))
         .collect();
     rooms.sort();
     Ok(Json(RoomsResponse { rooms }))

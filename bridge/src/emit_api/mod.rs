@@ -16,30 +16,39 @@ use admin_api::extract::MAX_BODY_BYTES;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get, post};
+use socketioxide::adapter::Adapter;
 use utoipa::OpenApi;
 
 use crate::socket::Gateway;
 use auth::KeyActivity;
 
 /// What every emit API handler needs.
-#[derive(Clone)]
-pub struct EmitState {
-    /// The Socket.IO gateway (operators, catalog, counters).
-    pub gateway: Arc<Gateway>,
+pub struct EmitState<A: Adapter> {
+    /// The Socket.IO gateway (operators, catalog, counters, cluster).
+    pub gateway: Arc<Gateway<A>>,
     /// Per-key rate limits and usage.
     pub keys: Arc<KeyActivity>,
 }
 
+impl<A: Adapter> Clone for EmitState<A> {
+    fn clone(&self) -> Self {
+        Self {
+            gateway: self.gateway.clone(),
+            keys: self.keys.clone(),
+        }
+    }
+}
+
 /// The `/v1/*` routes.
-pub fn router(state: EmitState) -> Router {
+pub fn router<A: Adapter>(state: EmitState<A>) -> Router {
     Router::new()
-        .route("/v1/emit", post(handlers::emit))
-        .route("/v1/emit/batch", post(handlers::batch))
-        .route("/v1/join", post(handlers::join))
-        .route("/v1/leave", post(handlers::leave))
-        .route("/v1/disconnect", post(handlers::disconnect))
-        .route("/v1/sockets", get(handlers::sockets))
-        .route("/v1/rooms", get(handlers::rooms))
+        .route("/v1/emit", post(handlers::emit::<A>))
+        .route("/v1/emit/batch", post(handlers::batch::<A>))
+        .route("/v1/join", post(handlers::join::<A>))
+        .route("/v1/leave", post(handlers::leave::<A>))
+        .route("/v1/disconnect", post(handlers::disconnect::<A>))
+        .route("/v1/sockets", get(handlers::sockets::<A>))
+        .route("/v1/rooms", get(handlers::rooms::<A>))
         .route("/v1/{*rest}", any(not_found_fallback))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

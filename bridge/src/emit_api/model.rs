@@ -314,6 +314,8 @@ pub struct SocketEntry {
     pub user_id: Option<String>,
     /// Its rooms.
     pub rooms: Vec<String>,
+    /// Id of the node that holds it.
+    pub node: String,
 }
 
 /// Answer of `GET /v1/sockets`.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use socketioxide::adapter::LocalAdapter;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::AckSender;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
@@ -21,14 +21,14 @@ const PATIENCE: Duration = Duration::from_secs(2);
 const STEP: Duration = Duration::from_millis(5);
 
 /// The acknowledgement a client waits for.
-pub struct Ack {
-    socket: Arc<Socket<LocalAdapter>>,
+pub struct Ack<A: Adapter> {
+    socket: Arc<Socket<A>>,
     id: i64,
 }
 
-impl Ack {
+impl<A: Adapter> Ack<A> {
     /// The acknowledgement `id` of `socket`.
-    pub fn new(socket: Arc<Socket<LocalAdapter>>, id: i64) -> Self {
+    pub fn new(socket: Arc<Socket<A>>, id: i64) -> Self {
         Self { socket, id }
     }
 

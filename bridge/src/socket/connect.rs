@@ -7,7 +7,7 @@ use std::time::Duration;
 use admin_api::model::EventPattern;
 use serde_json::{Value, json};
 use socketioxide::ProtocolVersion;
-use socketioxide::adapter::LocalAdapter;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::{DisconnectReason, Socket};
@@ -35,9 +35,9 @@ pub enum Refusal {
 }
 
 /// Connect middleware: decides whether the socket may connect, before it joins the namespace.
-pub async fn admit(
-    gateway: Arc<Gateway>,
-    socket: SocketRef,
+pub async fn admit<A: Adapter>(
+    gateway: Arc<Gateway<A>>,
+    socket: SocketRef<A>,
     auth: Option<Value>,
 ) -> Result<(), Refusal> {
     let namespace = socket.ns().to_owned();
@@ -73,25 +73,30 @@ pub enum OnConnectKind {}
 /// The connect handler. socketioxide spawns closure handlers after it has sent the CONNECT ack,
 /// so a fast client's first events could arrive before the catch-all exists (and be dropped), and
 /// emits could miss rooms not yet joined. This handler runs synchronously inside the connect.
-#[derive(Clone)]
-pub struct OnConnect(pub Arc<Gateway>);
+pub struct OnConnect<A: Adapter>(pub Arc<Gateway<A>>);
 
-impl ConnectHandler<LocalAdapter, OnConnectKind> for OnConnect {
-    fn call(&self, socket: Arc<Socket<LocalAdapter>>, _auth: Option<socketioxide_core::Value>) {
+impl<A: Adapter> Clone for OnConnect<A> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<A: Adapter> ConnectHandler<A, OnConnectKind> for OnConnect<A> {
+    fn call(&self, socket: Arc<Socket<A>>, _auth: Option<socketioxide_core::Value>) {
         on_connect(self.0.clone(), SocketRef::from(socket));
     }
 }
 
 /// The socket is in the namespace now: rooms, handlers, and forwarding or the wait for a token.
-fn on_connect(gateway: Arc<Gateway>, socket: SocketRef) {
+fn on_connect<A: Adapter>(gateway: Arc<Gateway<A>>, socket: SocketRef<A>) {
     let Some(session) = socket.extensions.get::<Session>() else {
         return;
     };
-    socket.join(socket.id.to_string());
+    socket.join(vec![socket.id.to_string(), gateway.cluster.node_room()]);
     socket.on_fallback(Forwarder(gateway.clone()));
     {
         let gateway = gateway.clone();
-        socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
+        socket.on_disconnect(move |socket: SocketRef<A>, reason: DisconnectReason| {
             on_disconnect(gateway.clone(), socket, reason)
         });
     }
@@ -104,7 +109,12 @@ fn on_connect(gateway: Arc<Gateway>, socket: SocketRef) {
 }
 
 /// Joins the socket's rooms, applies a `$connect` reply, and starts forwarding its events.
-fn activate(gateway: &Arc<Gateway>, socket: &SocketRef, session: &Session, entry: &NamespaceEntry) {
+fn activate<A: Adapter>(
+    gateway: &Arc<Gateway<A>>,
+    socket: &SocketRef<A>,
+    session: &Session,
+    entry: &NamespaceEntry,
+) {
     if let Some(user_id) = session.user_id() {
         socket.join(format!("user:{user_id}"));
     }
@@ -127,7 +137,7 @@ fn activate(gateway: &Arc<Gateway>, socket: &SocketRef, session: &Session, entry
             handshake: session.handshake().clone(),
         },
         session.namespace(),
-        socket_info(socket, session),
+        socket_info(&gateway.cluster, socket, session),
         0,
     );
     deliver_lifecycle(
@@ -142,9 +152,9 @@ fn activate(gateway: &Arc<Gateway>, socket: &SocketRef, session: &Session, entry
 }
 
 /// A socket without a handshake token: it must emit `authenticate` in time.
-fn await_authentication(
-    gateway: Arc<Gateway>,
-    socket: SocketRef,
+fn await_authentication<A: Adapter>(
+    gateway: Arc<Gateway<A>>,
+    socket: SocketRef<A>,
     session: Session,
     entry: &NamespaceEntry,
 ) {
@@ -154,7 +164,7 @@ fn await_authentication(
         let gateway = gateway.clone();
         socket.on(
             "authenticate",
-            move |socket: SocketRef, TryData(data): TryData<Value>| {
+            move |socket: SocketRef<A>, TryData(data): TryData<Value>| {
                 authenticate(gateway.clone(), socket, data.ok())
             },
         );
@@ -173,7 +183,11 @@ fn await_authentication(
 }
 
 /// The `authenticate` event: `{"token": "..."}`.
-async fn authenticate(gateway: Arc<Gateway>, socket: SocketRef, data: Option<Value>) {
+async fn authenticate<A: Adapter>(
+    gateway: Arc<Gateway<A>>,
+    socket: SocketRef<A>,
+    data: Option<Value>,
+) {
     let Some(session) = socket.extensions.get::<Session>() else {
         return;
     };
@@ -202,12 +216,16 @@ async fn authenticate(gateway: Arc<Gateway>, socket: SocketRef, data: Option<Val
     let _ = socket.emit("authenticated", &json!({"user_id": session.user_id()}));
 }
 
-fn refuse_authentication(socket: &SocketRef, message: &str) {
+fn refuse_authentication<A: Adapter>(socket: &SocketRef<A>, message: &str) {
     let _ = socket.emit("authenticate_failed", &json!({"message": message}));
     let _ = socket.clone().disconnect();
 }
 
-async fn on_disconnect(gateway: Arc<Gateway>, socket: SocketRef, reason: DisconnectReason) {
+async fn on_disconnect<A: Adapter>(
+    gateway: Arc<Gateway<A>>,
+    socket: SocketRef<A>,
+    reason: DisconnectReason,
+) {
     let Some(session) = socket.extensions.get::<Session>() else {
         return;
     };
@@ -225,7 +243,7 @@ async fn on_disconnect(gateway: Arc<Gateway>, socket: SocketRef, reason: Disconn
             reason: reason.to_string(),
         },
         session.namespace(),
-        socket_info(&socket, &session),
+        socket_info(&gateway.cluster, &socket, &session),
         session.next_seq(),
     );
     deliver_lifecycle(
@@ -261,16 +279,16 @@ fn gate_subscription(entry: &NamespaceEntry) -> Option<&crate::catalog::Subscrip
 }
 
 /// Asks the `$connect` reply webhook, if any; anything but a 2xx refuses with `forbidden`.
-async fn connect_gate(
-    gateway: &Gateway,
+async fn connect_gate<A: Adapter>(
+    gateway: &Gateway<A>,
     entry: &NamespaceEntry,
-    socket: &SocketRef,
+    socket: &SocketRef<A>,
     session: &Session,
 ) -> Result<(), Refusal> {
     let Some(sub) = gate_subscription(entry) else {
         return Ok(());
     };
-    let mut info = socket_info(socket, session);
+    let mut info = socket_info(&gateway.cluster, socket, session);
     info.rooms = expected_rooms(socket, session);
     let body = Body::new(
         Kind::Connect {
@@ -305,7 +323,7 @@ async fn connect_gate(
 }
 
 /// Rooms the socket will be in once connected (it is not in the namespace yet).
-fn expected_rooms(socket: &SocketRef, session: &Session) -> Vec<String> {
+fn expected_rooms<A: Adapter>(socket: &SocketRef<A>, session: &Session) -> Vec<String> {
     let mut rooms = vec![socket.id.to_string()];
     rooms.extend(session.user_id().map(|u| format!("user:{u}")));
     rooms.extend(session.claim_rooms());
@@ -313,7 +331,7 @@ fn expected_rooms(socket: &SocketRef, session: &Session) -> Vec<String> {
 }
 
 /// What the client sent at the handshake: auth payload, query, origin, user agent, address.
-fn handshake(socket: &SocketRef, auth: Option<&Value>) -> Handshake {
+fn handshake<A: Adapter>(socket: &SocketRef<A>, auth: Option<&Value>) -> Handshake {
     let parts = socket.req_parts();
     let query = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
         .filter(|(k, _)| !matches!(k.as_ref(), "EIO" | "transport" | "t" | "sid" | "b64" | "j"))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use admin_api::model::{EventPattern, is_reserved_event};
 use serde_json::json;
-use socketioxide::adapter::LocalAdapter;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::handler::MessageHandler;
 use socketioxide::socket::Socket;
@@ -17,6 +17,7 @@ use super::Gateway;
 use super::ack::Ack;
 use super::session::{INERT_ROOM, Session};
 use crate::catalog::{NamespaceEntry, Subscription};
+use crate::cluster::{Cluster, is_node_room};
 use crate::payload::{Args, decode_event};
 use crate::webhook::body::{Body, Kind, SocketInfo};
 use crate::webhook::outbox::{Receipt, Refused};
@@ -26,25 +27,20 @@ use crate::webhook::{Job, Message, Mode, OnDone, Outcome, Reply, message_id};
 pub enum ForwarderKind {}
 
 /// The catch-all message handler of every socket.
-pub struct Forwarder(pub Arc<Gateway>);
+pub struct Forwarder<A: Adapter>(pub Arc<Gateway<A>>);
 
-impl MessageHandler<LocalAdapter, ForwarderKind> for Forwarder {
-    fn call(
-        &self,
-        socket: Arc<Socket<LocalAdapter>>,
-        value: socketioxide_core::Value,
-        ack_id: Option<i64>,
-    ) {
+impl<A: Adapter> MessageHandler<A, ForwarderKind> for Forwarder<A> {
+    fn call(&self, socket: Arc<Socket<A>>, value: socketioxide_core::Value, ack_id: Option<i64>) {
         let ack = ack_id.map(|id| Ack::new(socket.clone(), id));
         forward(&self.0, SocketRef::from(socket), &value, ack);
     }
 }
 
-fn forward(
-    gateway: &Arc<Gateway>,
-    socket: SocketRef,
+fn forward<A: Adapter>(
+    gateway: &Arc<Gateway<A>>,
+    socket: SocketRef<A>,
     value: &socketioxide_core::Value,
-    ack: Option<Ack>,
+    ack: Option<Ack<A>>,
 ) {
     let Some(session) = socket.extensions.get::<Session>() else {
         return;
@@ -91,7 +87,7 @@ fn forward(
             ack: ack.is_some(),
         },
         session.namespace(),
-        socket_info(&socket, &session),
+        socket_info(&gateway.cluster, &socket, &session),
         session.next_seq(),
     );
     let bytes = bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
@@ -145,9 +141,9 @@ fn forward(
 /// Queues `job` behind the socket's earlier messages to the same webhook; a durable webhook's
 /// row is handed to the outbox first. Returns the receipt of a durable job; a refusal has
 /// already been passed to the job's `on_done`.
-fn enqueue(
-    gateway: &Gateway,
-    socket: &SocketRef,
+fn enqueue<A: Adapter>(
+    gateway: &Gateway<A>,
+    socket: &SocketRef<A>,
     session: &Session,
     mut job: Job,
     seq: u64,
@@ -189,14 +185,14 @@ fn refusal(why: Refused) -> serde_json::Value {
 }
 
 /// Sends `value` as the one argument of an acknowledgement, when one is awaited.
-fn answer(ack: Option<Ack>, value: serde_json::Value) {
+fn answer<A: Adapter>(ack: Option<Ack<A>>, value: serde_json::Value) {
     if let Some(ack) = ack {
         ack.send(value);
     }
 }
 
 /// What to do with a reply webhook's answer: ack (when it answers one), rooms, emits.
-fn on_reply(socket: SocketRef, ack: Option<Ack>) -> OnDone {
+fn on_reply<A: Adapter>(socket: SocketRef<A>, ack: Option<Ack<A>>) -> OnDone {
     Box::new(move |outcome| match outcome {
         Outcome::Delivered(answer) => apply_reply(&socket, ack, Reply::parse(&answer)),
         Outcome::Failed(status) => {
@@ -207,7 +203,7 @@ fn on_reply(socket: SocketRef, ack: Option<Ack>) -> OnDone {
 }
 
 /// Applies a reply: the ack first, then joins and leaves, then the emits in order.
-pub fn apply_reply(socket: &SocketRef, ack: Option<Ack>, reply: Reply) {
+pub fn apply_reply<A: Adapter>(socket: &SocketRef<A>, ack: Option<Ack<A>>, reply: Reply) {
     if let Some(ack) = ack {
         ack.send(reply.ack.unwrap_or_default());
     }
@@ -222,7 +218,7 @@ pub fn apply_reply(socket: &SocketRef, ack: Option<Ack>, reply: Reply) {
     }
 }
 
-fn send(socket: &SocketRef, event: String, args: &Args) {
+fn send<A: Adapter>(socket: &SocketRef<A>, event: String, args: &Args) {
     if let Err(err) = socket.emit(event, args) {
         metrics::counter!(crate::metrics::EMITS, "outcome" => "dropped").increment(1);
         tracing::debug!(sid = %socket.id, %err, "emit to socket failed");
@@ -230,9 +226,9 @@ fn send(socket: &SocketRef, event: String, args: &Args) {
 }
 
 /// Queues a `$connect` or `$disconnect` body for every webhook that asked for it, but `skip`.
-pub fn deliver_lifecycle(
-    gateway: &Arc<Gateway>,
-    socket: &SocketRef,
+pub fn deliver_lifecycle<A: Adapter>(
+    gateway: &Arc<Gateway<A>>,
+    socket: &SocketRef<A>,
     session: &Session,
     entry: &NamespaceEntry,
     pattern: &EventPattern,
@@ -265,16 +261,21 @@ pub fn deliver_lifecycle(
     }
 }
 
-/// The socket as webhook bodies show it.
-pub fn socket_info(socket: &SocketRef, session: &Session) -> SocketInfo {
+/// The socket as webhook bodies show it (the bridge's own rooms left out).
+pub fn socket_info<A: Adapter>(
+    cluster: &Cluster,
+    socket: &SocketRef<A>,
+    session: &Session,
+) -> SocketInfo {
     SocketInfo {
         id: socket.id.to_string(),
         user_id: session.user_id(),
         rooms: socket
             .rooms()
             .into_iter()
-            .filter(|room| room != INERT_ROOM)
+            .filter(|room| room != INERT_ROOM && !is_node_room(room))
             .map(|room| room.to_string())
             .collect(),
+        node: cluster.node_id.to_string(),
     }
 }

@@ -17,20 +17,25 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
+use socketioxide_core::adapter::DefinedAdapter;
+use socketioxide_core::adapter::Spawnable;
 
 use crate::catalog::{Catalog, CatalogData};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::stats::Counters;
 use crate::webhook::Dispatcher;
 use session::RateLimit;
 
-/// What every socket handler shares.
-pub struct Gateway {
+/// What every socket handler shares; `A` is the adapter that links the nodes (chosen once at
+/// start, so the one-node path runs on socketioxide's `LocalAdapter` with no indirection).
+pub struct Gateway<A: Adapter> {
     /// The Socket.IO server handle (emits, rooms, namespaces).
-    pub io: SocketIo,
+    pub io: SocketIo<A>,
     /// The in-memory catalog.
     pub catalog: Catalog,
     /// Webhook deliveries.
@@ -39,19 +44,39 @@ pub struct Gateway {
     pub counters: Arc<Counters>,
     /// Per-socket event rate limit.
     pub rate: RateLimit,
+    /// This node and its adapter's health.
+    pub cluster: Cluster,
     registered: Mutex<HashSet<String>>,
     /// Whether the store had `/` at the last catalog change.
     root_in_store: Mutex<bool>,
 }
 
-impl Gateway {
-    /// Builds the Socket.IO layer with the configured Engine.IO settings and registers `/`.
+/// What `build` needs besides the configuration.
+pub struct Parts {
+    /// The in-memory catalog.
+    pub catalog: Catalog,
+    /// Webhook deliveries.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Live counters.
+    pub counters: Arc<Counters>,
+    /// This node.
+    pub cluster: Cluster,
+}
+
+impl<A: Adapter + DefinedAdapter> Gateway<A> {
+    /// Builds the Socket.IO layer with the configured Engine.IO settings and adapter, and
+    /// registers `/`.
     pub fn build(
         config: &Config,
-        catalog: Catalog,
-        dispatcher: Arc<Dispatcher>,
-        counters: Arc<Counters>,
-    ) -> (SocketIoLayer, Arc<Self>) {
+        parts: Parts,
+        adapter: A::State,
+    ) -> (SocketIoLayer<A>, Arc<Self>) {
+        let Parts {
+            catalog,
+            dispatcher,
+            counters,
+            cluster,
+        } = parts;
         let (layer, io) = SocketIo::builder()
             .ping_interval(config.ping_interval)
             .ping_timeout(config.ping_timeout)
@@ -59,6 +84,7 @@ impl Gateway {
             .max_payload(config.max_payload)
             // `max_payload` bounds polling bodies; WebSocket messages have their own limit.
             .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
+            .with_adapter::<A>(adapter)
             .build_layer();
         let gateway = Arc::new(Self {
             io,
@@ -66,6 +92,7 @@ impl Gateway {
             dispatcher,
             counters,
             rate: config.event_rate,
+            cluster,
             registered: Mutex::new(HashSet::new()),
             root_in_store: Mutex::new(false),
         });
@@ -131,11 +158,13 @@ impl Gateway {
         let on_connect = connect::OnConnect(self.clone());
         let admit = {
             let gateway = self.clone();
-            move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
+            move |socket: SocketRef<A>, TryData(auth): TryData<serde_json::Value>| {
                 connect::admit(gateway.clone(), socket, auth.ok())
             }
         };
-        self.io.ns(name.to_owned(), on_connect.with(admit));
+        // With a remote adapter this subscribes to the namespace's channels in the background
+        // (errors are logged by the adapter).
+        self.io.ns(name.to_owned(), on_connect.with(admit)).spawn();
         tracing::info!(namespace = name, "namespace registered");
     }
 
@@ -181,10 +210,11 @@ impl Gateway {
     }
 }
 
-/// Disconnects every socket of `namespace` (`broadcast()` is what makes "no room" mean "all").
-async fn disconnect_all(io: &SocketIo, namespace: &str) {
+/// Disconnects every socket of `namespace` on this node (`broadcast()` is what makes "no room"
+/// mean "all"; `local()` keeps the other nodes' sockets, which their own nodes handle).
+async fn disconnect_all<A: Adapter>(io: &SocketIo<A>, namespace: &str) {
     if let Some(ops) = io.of(namespace)
-        && let Err(err) = ops.broadcast().disconnect().await
+        && let Err(err) = ops.local().broadcast().disconnect().await
     {
         tracing::warn!(namespace, %err, "could not disconnect every socket");
     }

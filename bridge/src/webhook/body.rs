@@ -14,6 +14,8 @@ pub struct SocketInfo {
     pub user_id: Option<String>,
     /// Rooms it is in.
     pub rooms: Vec<String>,
+    /// Id of the node that holds it.
+    pub node: String,
 }
 
 /// What the client sent at the handshake, for `$connect`.
@@ -104,6 +106,7 @@ mod tests {
             id: "s1".into(),
             user_id: Some("u1".into()),
             rooms: vec!["r".into()],
+            node: "n1".into(),
         };
         let body = Body::new(
             Kind::Event {
@@ -123,7 +126,7 @@ mod tests {
         assert_eq!(v["ack"], true);
         assert_eq!(
             v["socket"],
-            json!({"id": "s1", "user_id": "u1", "rooms": ["r"]})
+            json!({"id": "s1", "user_id": "u1", "rooms": ["r"], "node": "n1"})
         );
         assert_eq!(v["seq"], 7);
         assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));

@@ -1,0 +1,174 @@
+//! The Redis driver of the `socketioxide-redis` adapter.
+//!
+//! The crate's own driver sits on one multiplexed connection that stays dead once Redis goes
+//! away, so a node would leave the cluster for good. This one uses redis-rs's
+//! `ConnectionManager`, which reconnects and subscribes again to every channel it had, and a
+//! probe that pings once a second keeps [`Health`] true (and drives the reconnection).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, PushInfo, PushKind};
+use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
+use tokio::sync::mpsc;
+
+use super::Health;
+
+/// How often the probe pings.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// Longest wait for a connection, and for an answer.
+const PATIENCE: Duration = Duration::from_secs(2);
+
+type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
+
+/// Publishes and subscribes over one reconnecting RESP3 connection.
+#[derive(Clone)]
+pub struct RedisDriver {
+    conn: ConnectionManager,
+    handlers: Handlers,
+}
+
+impl RedisDriver {
+    /// Connects to `url` (RESP3 is required by the adapter and added when missing) and starts
+    /// the probe that keeps `health` true.
+    pub async fn connect(url: &str, health: Arc<Health>) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(with_resp3(url))?;
+        let handlers: Handlers = Arc::default();
+        let routes = handlers.clone();
+        let config = ConnectionManagerConfig::new()
+            .set_push_sender(move |push: PushInfo| {
+                route(push, &routes);
+                Ok::<(), Infallible>(())
+            })
+            .set_automatic_resubscription()
+            .set_connection_timeout(Some(PATIENCE))
+            .set_response_timeout(Some(PATIENCE))
+            .set_number_of_retries(1)
+            .set_max_delay(PATIENCE);
+        let conn = client.get_connection_manager_with_config(config).await?;
+        tokio::spawn(probe(conn.clone(), health));
+        Ok(Self { conn, handlers })
+    }
+}
+
+/// `url` with `protocol=resp3` unless it names a protocol already.
+fn with_resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
+}
+
+/// Hands a published message to the adapter stream subscribed to its channel.
+fn route(push: PushInfo, handlers: &Handlers) {
+    if push.kind != PushKind::Message {
+        return;
+    }
+    let mut data = push.data.into_iter();
+    let (Some(chan), Some(message)) = (data.next(), data.next()) else {
+        return;
+    };
+    let (Ok(chan), Ok(message)) = (
+        redis::from_redis_value::<String>(chan),
+        redis::from_redis_value::<Vec<u8>>(message),
+    ) else {
+        return;
+    };
+    let handlers = handlers.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(tx) = handlers.get(&chan)
+        && tx.try_send((chan, message)).is_err()
+    {
+        // The adapter's stream is full or gone: dropping beats blocking the connection.
+        tracing::warn!("adapter message dropped: its stream is full");
+    }
+}
+
+/// Pings forever; the first failure marks the node down, the first answer after marks it up.
+async fn probe(mut conn: ConnectionManager, health: Arc<Health>) {
+    loop {
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(PATIENCE, ping.query_async::<String>(&mut conn)).await {
+            Ok(Ok(_)) => health.up(),
+            Ok(Err(err)) => health.down(format!("redis: {err}")),
+            Err(_) => health.down("redis: no answer to PING within 2 s"),
+        }
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+}
+
+/// A driver failure.
+#[derive(Debug, thiserror::Error)]
+#[error("redis: {0}")]
+pub struct RedisError(#[from] redis::RedisError);
+
+impl Driver for RedisDriver {
+    type Error = RedisError;
+
+    async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
+        self.conn
+            .clone()
+            .publish::<_, _, redis::Value>(chan, val)
+            .await?;
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        chan: String,
+        size: usize,
+    ) -> Result<MessageStream<ChanItem>, Self::Error> {
+        let (tx, rx) = mpsc::channel(size);
+        // The route first, so that nothing published right after SUBSCRIBE is missed.
+        self.handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(chan.clone(), tx);
+        self.conn.clone().subscribe(chan.as_str()).await?;
+        Ok(MessageStream::new(rx))
+    }
+
+    async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
+        self.handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&chan);
+        self.conn.clone().unsubscribe(chan).await?;
+        Ok(())
+    }
+
+    async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
+        let (_, count): (String, u16) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(chan)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_resp3;
+
+    #[test]
+    fn resp3_is_added_unless_a_protocol_is_named() {
+        assert_eq!(
+            with_resp3("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379?protocol=resp3"
+        );
+        assert_eq!(
+            with_resp3("redis://h/0?timeout=1"),
+            "redis://h/0?timeout=1&protocol=resp3"
+        );
+        assert_eq!(
+            with_resp3("redis://h?protocol=resp3"),
+            "redis://h?protocol=resp3"
+        );
+    }
+}

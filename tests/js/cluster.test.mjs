@@ -1,0 +1,307 @@
+// SPEC 8: two bridge processes sharing one Postgres store, linked by the Redis adapter (on a
+// redis-server this file runs itself, so the machine's shared Redis is never touched) or by the
+// Postgres adapter (on the store's own database).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createServer, connect as tcpConnect } from "node:net";
+import { once } from "node:events";
+import {
+  startBridge,
+  startReceiver,
+  freshPostgres,
+  psql,
+  connected,
+  hsToken,
+  onAnyEvent,
+  until,
+  sleep,
+} from "./harness.mjs";
+
+const SECRET = "cluster-secret";
+const auth = { mode: "jwt", algorithm: "HS256", secret: SECRET, timeout_ms: 5000 };
+
+/** A free TCP port on loopback. */
+async function freePort() {
+  const server = createServer().listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address();
+  server.close();
+  await once(server, "close");
+  return port;
+}
+
+/** Whether something accepts TCP connections on `port`. */
+function accepts(port) {
+  return new Promise((resolve) => {
+    const socket = tcpConnect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+/** A redis-server of this test's own on a free port, stopped (SIGKILL) and started again at will. */
+async function ownRedis() {
+  const port = await freePort();
+  let child = null;
+  const redis = {
+    url: `redis://127.0.0.1:${port}`,
+    async start() {
+      child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+        stdio: "ignore",
+      });
+      await until(() => accepts(port), 5000, `redis-server on ${port}`);
+    },
+    async kill() {
+      if (!child || child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGKILL");
+      await once(child, "exit");
+    },
+  };
+  await redis.start();
+  return redis;
+}
+
+/** Two nodes on one store; `/chat` (JWT) created on A, an API key, and a webhook receiver. */
+async function twoNodes(adapter) {
+  const db = freshPostgres();
+  const redis = adapter === "redis" ? await ownRedis() : null;
+  const env = {
+    DATABASE_URL: db.url,
+    BRIDGE_ADAPTER: adapter,
+    BRIDGE_ADMIN_TOKEN: `admin-${Math.random().toString(36).slice(2)}`,
+    ...(redis ? { REDIS_URL: redis.url } : {}),
+  };
+  const a = await startBridge({ ...env, BRIDGE_NODE_ID: "node-a" });
+  const b = await startBridge({ ...env, BRIDGE_NODE_ID: "node-b" });
+  const receiver = await startReceiver();
+  const clients = [];
+  return {
+    db,
+    redis,
+    a,
+    b,
+    receiver,
+    /** A connected client of `node`; `sub` and `rooms` go into its token (none: no token). */
+    async client(node, version, sub, rooms = []) {
+      const token = sub ? await hsToken(SECRET, { sub, rooms }) : null;
+      const opts = !token ? {} : version === "v2" ? { query: { token } } : { auth: { token } };
+      const socket = await connected(version, `${node.url}/chat`, opts);
+      const inbox = [];
+      onAnyEvent(socket, (event, ...args) => inbox.push([event, ...args]));
+      clients.push(socket);
+      return { socket, inbox, id: socket.id.split("#").pop() };
+    },
+    async close() {
+      for (const s of clients) s.close();
+      receiver.close();
+      await a.stop();
+      await b.stop();
+      await redis?.kill();
+    },
+  };
+}
+
+/** `/chat` created through A, connectable on B within a second; returns an API key made on A. */
+async function chatOnA(c) {
+  const ns = await c.a.createNamespace({ name: "/chat", auth });
+  await c.a.createWebhook(ns.id, { url: c.receiver.url, events: ["hello", "$connect"] });
+  const created = Date.now();
+  const token = await hsToken(SECRET, { sub: "probe" });
+  await until(
+    async () => {
+      try {
+        (await connected("v4", `${c.b.url}/chat`, { auth: { token } })).close();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    1000,
+    "namespace created on A connectable on B",
+  );
+  const elapsed = Date.now() - created;
+  assert.ok(elapsed <= 1000, `took ${elapsed} ms`);
+  const key = await c.a.createKey(["/chat"]);
+  // An API key made on A works on both nodes within a second.
+  const works = async (node) => (await node.v1("GET", "/v1/rooms?namespace=/chat", key)).status === 200;
+  await until(async () => (await works(c.a)) && (await works(c.b)), 1000, "API key known to both nodes");
+  return key;
+}
+
+/** Emits through `node` and waits until every client in `expected` got `event`; then checks no one else did. */
+async function deliver(node, key, clients, expected, body) {
+  for (const c of Object.values(clients)) c.inbox.splice(0);
+  const res = await node.v1("POST", "/v1/emit", key, { namespace: "/chat", ...body });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  await until(() => expected.every((name) => clients[name].inbox.some(([e]) => e === body.event)), 5000, `${body.event} reaches ${expected}`);
+  // Long enough for a wrong delivery over the adapter to show up.
+  await sleep(300);
+  const got = Object.keys(clients).filter((name) => clients[name].inbox.some(([e]) => e === body.event));
+  assert.deepEqual(got.sort(), [...expected].sort(), JSON.stringify(body));
+  for (const name of expected) {
+    assert.equal(clients[name].inbox.filter(([e]) => e === body.event).length, 1, `${name} got ${body.event} once`);
+  }
+}
+
+for (const adapter of ["redis", "postgres"]) {
+  test(`${adapter}: the emit API of node A reaches, lists, moves and disconnects the sockets of node B`, async () => {
+    const c = await twoNodes(adapter);
+    try {
+      const key = await chatOnA(c);
+      const clients = {
+        alice: await c.client(c.a, "v4", "alice", ["r1"]),
+        bob: await c.client(c.b, "v2", "bob", ["r1", "r2"]),
+        carol: await c.client(c.b, "v4", "carol"),
+      };
+      await deliver(c.a, key, clients, ["alice", "bob", "carol"], { event: "all", data: 1 });
+      await deliver(c.a, key, clients, ["bob"], { event: "room", rooms: ["r2"] });
+      await deliver(c.a, key, clients, ["carol"], { event: "user", users: ["carol"] });
+      await deliver(c.a, key, clients, ["bob"], { event: "socket", sockets: [clients.bob.socket.id] });
+      await deliver(c.a, key, clients, ["carol"], { event: "except", except: ["r1"] });
+      await deliver(c.b, key, clients, ["alice"], { event: "from-b", users: ["alice"] });
+
+      // Acknowledgements from clients of both nodes, collected by A.
+      for (const [name, { socket }] of Object.entries(clients)) socket.on("ask", (q, ack) => ack(`${name}:${q}`));
+      const asked = await c.a.v1("POST", "/v1/emit", key, { namespace: "/chat", event: "ask", data: "q", ack_timeout_ms: 2000 });
+      assert.equal(asked.status, 200, JSON.stringify(asked.body));
+      assert.deepEqual(asked.body.acks.map((a) => a.args[0]).sort(), ["alice:q", "bob:q", "carol:q"]);
+      assert.equal(asked.body.timed_out, 0);
+
+      // Listings through A show the whole cluster and say where each socket lives.
+      const listed = await c.a.v1("GET", "/v1/sockets?namespace=/chat", key);
+      assert.equal(listed.status, 200);
+      const byUser = Object.fromEntries(listed.body.sockets.map((s) => [s.user_id, s]));
+      assert.deepEqual(Object.keys(byUser).sort(), ["alice", "bob", "carol"]);
+      assert.equal(byUser.alice.node, "node-a");
+      assert.equal(byUser.bob.node, "node-b");
+      assert.equal(byUser.carol.node, "node-b");
+      assert.equal(byUser.bob.id, clients.bob.id);
+      assert.ok(byUser.bob.rooms.includes("r2") && !byUser.bob.rooms.some((r) => r.startsWith("node:")), JSON.stringify(byUser.bob));
+      const rooms = await c.a.v1("GET", "/v1/rooms?namespace=/chat", key);
+      assert.deepEqual(rooms.body.rooms, ["r1", "r2", "user:alice", "user:bob", "user:carol"]);
+
+      // Join and leave through A act on B's socket.
+      const joined = await c.a.v1("POST", "/v1/join", key, { namespace: "/chat", users: ["carol"], join: ["vip"] });
+      assert.equal(joined.status, 200, JSON.stringify(joined.body));
+      await deliver(c.a, key, clients, ["carol"], { event: "vip", rooms: ["vip"] });
+      const left = await c.a.v1("POST", "/v1/leave", key, { namespace: "/chat", sockets: [clients.carol.id], leave: ["vip"] });
+      assert.equal(left.status, 200);
+      await until(async () => !(await c.a.v1("GET", "/v1/rooms?namespace=/chat", key)).body.rooms.includes("vip"), 3000, "vip left");
+
+      // Events of B's client reach the webhook saying node-b.
+      clients.carol.socket.emit("hello", "from carol");
+      const [hello] = await c.receiver.waitFor((r) => r.some((d) => d.json?.event === "hello"));
+      const body = c.receiver.received.find((d) => d.json?.event === "hello").json;
+      assert.equal(body.socket.node, "node-b", JSON.stringify(body.socket));
+      assert.ok(hello);
+
+      // Disconnect through A: bob (on B) goes, the others stay.
+      const gone = new Promise((resolve) => clients.bob.socket.once("disconnect", resolve));
+      const dis = await c.a.v1("POST", "/v1/disconnect", key, { namespace: "/chat", users: ["bob"] });
+      assert.equal(dis.status, 200);
+      await gone;
+      await sleep(300);
+      assert.ok(clients.alice.socket.connected && clients.carol.socket.connected);
+      await until(async () => (await c.a.v1("GET", "/v1/sockets?namespace=/chat", key)).body.sockets.length === 2, 3000, "bob gone from the listing");
+
+      // Each node says who it is.
+      const stats = await c.b.admin("GET", "/admin/stats");
+      assert.equal(stats.body.node.id, "node-b");
+      assert.equal(stats.body.node.adapter, adapter);
+      assert.equal(stats.body.node.adapter_connected, true);
+      const metrics = await (await fetch(`${c.b.adminUrl}/metrics`)).text();
+      assert.match(metrics, /node="node-b"/);
+      const ready = await (await fetch(`${c.b.url}/readyz`)).json();
+      assert.deepEqual(ready, { status: "ready", node: "node-b" });
+    } finally {
+      await c.close();
+    }
+  });
+}
+
+/** `/readyz` of `node`: its status code and body. */
+async function readyz(node) {
+  const res = await fetch(`${node.url}/readyz`);
+  return { status: res.status, body: await res.json() };
+}
+
+test("redis: a node survives a Redis outage, says so on /readyz, refuses cluster emits, and rejoins", async () => {
+  const c = await twoNodes("redis");
+  try {
+    const key = await chatOnA(c);
+    const clients = {
+      alice: await c.client(c.a, "v4", "alice"),
+      bob: await c.client(c.b, "v4", "bob"),
+    };
+    await deliver(c.a, key, clients, ["bob"], { event: "before", users: ["bob"] });
+
+    await c.redis.kill();
+    const down = await until(async () => {
+      const r = await readyz(c.a);
+      return r.status === 503 && r;
+    }, 5000, "A reports the outage");
+    assert.equal(down.body.error.code, "adapter_unavailable");
+    assert.match(down.body.error.message, /redis/);
+    const refused = await c.a.v1("POST", "/v1/emit", key, { namespace: "/chat", event: "during", users: ["bob"] });
+    assert.equal(refused.status, 503, "no silent partial success");
+    assert.equal(refused.body.error.code, "adapter_unavailable");
+    const listing = await c.a.v1("GET", "/v1/sockets?namespace=/chat", key);
+    assert.equal(listing.status, 503);
+
+    // A keeps serving its own sockets: events still go to the webhook.
+    assert.ok(clients.alice.socket.connected);
+    clients.alice.socket.emit("hello", "during the outage");
+    await c.receiver.waitFor((r) => r.some((d) => d.json?.event === "hello" && d.json.socket.node === "node-a"));
+
+    await c.redis.start();
+    await until(async () => (await readyz(c.a)).status === 200 && (await readyz(c.b)).status === 200, 10000, "both nodes ready again");
+    await deliver(c.a, key, clients, ["bob"], { event: "after", users: ["bob"] });
+    await deliver(c.b, key, clients, ["alice"], { event: "after-b", users: ["alice"] });
+    const stats = await c.a.admin("GET", "/admin/stats");
+    assert.equal(stats.body.node.adapter_connected, true);
+    assert.ok(stats.body.node.adapter_lost >= 1);
+  } finally {
+    await c.close();
+  }
+});
+
+test("postgres: the adapter's connections killed with pg_terminate_backend come back; /readyz tells the truth meanwhile", async () => {
+  const c = await twoNodes("postgres");
+  try {
+    const key = await chatOnA(c);
+    const clients = {
+      alice: await c.client(c.a, "v4", "alice"),
+      bob: await c.client(c.b, "v4", "bob"),
+    };
+    await deliver(c.a, key, clients, ["bob"], { event: "before", users: ["bob"] });
+
+    // New connections refused while B's adapter connections are killed: B cannot listen again.
+    psql(`ALTER DATABASE ${c.db.name} ALLOW_CONNECTIONS false`);
+    const killed = psql(
+      `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '${c.db.name}' AND application_name = 'bridge adapter node-b'`,
+    );
+    assert.ok(Number(killed) >= 1, `killed ${killed}`);
+    const down = await until(async () => {
+      const r = await readyz(c.b);
+      return r.status === 503 && r;
+    }, 5000, "B reports the lost adapter connection");
+    assert.equal(down.body.error.code, "adapter_unavailable");
+    assert.match(down.body.error.message, /postgres adapter/);
+    assert.ok(clients.bob.socket.connected, "B keeps its sockets");
+
+    psql(`ALTER DATABASE ${c.db.name} ALLOW_CONNECTIONS true`);
+    await until(async () => (await readyz(c.b)).status === 200, 10000, "B ready again");
+    await deliver(c.a, key, clients, ["bob"], { event: "after", users: ["bob"] });
+    await deliver(c.b, key, clients, ["alice"], { event: "after-b", users: ["alice"] });
+    const stats = await c.b.admin("GET", "/admin/stats");
+    assert.ok(stats.body.node.adapter_lost >= 1);
+  } finally {
+    psql(`ALTER DATABASE ${c.db.name} ALLOW_CONNECTIONS true`);
+    await c.close();
+  }
+});
