@@ -17,6 +17,7 @@ import {
   onAnyEvent,
   until,
   sleep,
+  metric,
 } from "./harness.mjs";
 
 const SECRET = "cluster-secret";
@@ -214,8 +215,7 @@ for (const adapter of ["redis", "postgres"]) {
       assert.equal(stats.body.node.id, "node-b");
       assert.equal(stats.body.node.adapter, adapter);
       assert.equal(stats.body.node.adapter_connected, true);
-      const metrics = await (await fetch(`${c.b.adminUrl}/metrics`)).text();
-      assert.match(metrics, /node="node-b"/);
+      assert.equal(await metric(c.b, "bridge_connections", { namespace: "/chat", node: "node-b" }), 1, "carol (bob left)");
       const ready = await (await fetch(`${c.b.url}/readyz`)).json();
       assert.deepEqual(ready, { status: "ready", node: "node-b" });
     } finally {

@@ -316,3 +316,28 @@ export async function setup({ namespace = "/chat", auth, hooks = [], env, handle
     },
   };
 }
+
+/**
+ * Parses Prometheus text exposition into `[{name, labels, value}]` (comments skipped), so that a
+ * check reads one series' exact value rather than matching a substring (`… 1` is in `… 10`).
+ */
+export function parseMetrics(text) {
+  const series = [];
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$/);
+    if (!m) throw new Error(`unreadable metrics line: ${line}`);
+    const labels = {};
+    for (const [, k, v] of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[k] = v;
+    series.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return series;
+}
+
+/** The value of the one series of `node`'s /metrics named `name` whose labels include `labels`; undefined if none. */
+export async function metric(node, name, labels = {}) {
+  const all = parseMetrics(await (await fetch(`${node.adminUrl}/metrics`)).text());
+  const found = all.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  if (found.length > 1) throw new Error(`${name} ${JSON.stringify(labels)} matches ${found.length} series`);
+  return found[0]?.value;
+}
