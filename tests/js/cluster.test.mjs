@@ -79,7 +79,10 @@ async function twoNodes(adapter) {
   };
   const a = await startBridge({ ...env, BRIDGE_NODE_ID: "node-a" });
   const b = await startBridge({ ...env, BRIDGE_NODE_ID: "node-b" });
-  const receiver = await startReceiver();
+  // A reply webhook's answer joins the socket to a room and emits to it, wherever it lives.
+  const receiver = await startReceiver((d) =>
+    d.json?.event === "joinme" ? { body: { ack: "joined", join: ["replied"], emit: [{ event: "welcome", data: d.json.socket.node }] } } : {},
+  );
   const clients = [];
   return {
     db,
@@ -111,6 +114,7 @@ async function twoNodes(adapter) {
 async function chatOnA(c) {
   const ns = await c.a.createNamespace({ name: "/chat", auth });
   await c.a.createWebhook(ns.id, { url: c.receiver.url, events: ["hello", "$connect"] });
+  await c.a.createWebhook(ns.id, { url: c.receiver.url, events: ["joinme"], reply: true });
   const created = Date.now();
   const token = await hsToken(SECRET, { sub: "probe" });
   await until(
@@ -200,6 +204,12 @@ for (const adapter of ["redis", "postgres"]) {
       const body = c.receiver.received.find((d) => d.json?.event === "hello").json;
       assert.equal(body.socket.node, "node-b", JSON.stringify(body.socket));
       assert.ok(hello);
+
+      // A reply to B's client joins it to a room that A's emit API then reaches, and emits to it.
+      const [ack] = await new Promise((resolve) => clients.carol.socket.emit("joinme", 1, (...args) => resolve(args)));
+      assert.equal(ack, "joined");
+      await until(() => clients.carol.inbox.some(([e, node]) => e === "welcome" && node === "node-b"), 3000, "reply emit");
+      await deliver(c.a, key, clients, ["carol"], { event: "to-replied", rooms: ["replied"] });
 
       // Disconnect through A: bob (on B) goes, the others stay.
       const gone = new Promise((resolve) => clients.bob.socket.once("disconnect", resolve));
