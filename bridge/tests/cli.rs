@@ -67,7 +67,10 @@ fn an_unreachable_redis_at_start_is_one_line_and_non_zero() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(started.elapsed() < Duration::from_secs(15), "gives up promptly");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "gives up promptly"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("error: redis adapter: "), "{stderr}");
@@ -98,7 +101,10 @@ fn serve_logs_listening_addresses_and_stops_on_sigterm() {
         let Some(Ok(line)) = lines.next() else { break };
         warned_token |= line.contains("generated an admin token");
         if let Some(idx) = line.find("listening public=") {
-            assert!(line.starts_with("node=node-"), "lines start with the node id: {line}");
+            assert!(
+                line.starts_with("node=node-"),
+                "lines start with the node id: {line}"
+            );
             listening = Some(line[idx..].to_owned());
             break;
         }
