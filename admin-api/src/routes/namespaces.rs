@@ -63,9 +63,10 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(patch): JsonBody<NamespacePatch>,
 ) -> Result<Json<Namespace>, ApiError> {
-    let current = state.store.get_namespace(&id).await?;
-    let next = patch.apply(&current)?;
-    state.store.update_namespace(&next).await?;
+    let next = state
+        .store
+        .modify_namespace(&id, |current| patch.apply(&current))
+        .await?;
     Ok(Json(next.redacted()))
 }
 

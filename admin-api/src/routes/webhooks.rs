@@ -91,9 +91,10 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(patch): JsonBody<WebhookPatch>,
 ) -> Result<Json<Webhook>, ApiError> {
-    let current = state.store.get_webhook(&id).await?;
-    let next = patch.apply(&current)?;
-    state.store.update_webhook(&next).await?;
+    let next = state
+        .store
+        .modify_webhook(&id, |current| patch.apply(&current))
+        .await?;
     Ok(Json(next))
 }
 
@@ -119,12 +120,16 @@ pub async fn rotate_secret(
     State(state): State<AdminState>,
     Path(id): Path<String>,
 ) -> Result<Json<SecretRotated>, ApiError> {
-    let mut webhook = state.store.get_webhook(&id).await?;
-    let now = Timestamp::now();
     let secret = generate_webhook_secret();
-    let old = std::mem::replace(&mut webhook.secret, secret.clone());
-    webhook.previous_secret = Some((old, now.0 + ROTATION_GRACE_MS));
-    webhook.updated_at = now;
-    state.store.update_webhook(&webhook).await?;
+    let webhook = state
+        .store
+        .modify_webhook(&id, |mut webhook| {
+            let now = Timestamp::now();
+            let old = std::mem::replace(&mut webhook.secret, secret.clone());
+            webhook.previous_secret = Some((old, now.0 + ROTATION_GRACE_MS));
+            webhook.updated_at = now;
+            Ok::<_, ApiError>(webhook)
+        })
+        .await?;
     Ok(Json(SecretRotated { webhook, secret }))
 }

@@ -221,8 +221,14 @@ impl Store {
         self.commit_change(tx).await
     }
 
+    /// A write transaction. On SQLite it takes the write lock at `BEGIN IMMEDIATE`, so that
+    /// concurrent writers wait for each other (busy timeout) instead of failing with
+    /// `database is locked` when a read transaction tries to become a write one.
     async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(self.pool.begin().await?)
+        Ok(match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Bumps the catalog version inside `tx`, commits, and wakes the local catalog.

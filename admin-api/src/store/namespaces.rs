@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, conflict_on_unique, json_column, to_json};
+use super::{Engine, Store, StoreError, conflict_on_unique, json_column, to_json};
 use crate::model::{Namespace, Timestamp};
 
 /// Column list of every SELECT and INSERT here (a macro, so SQL stays `&'static str`).
@@ -48,21 +48,42 @@ impl Store {
 
     /// Saves a changed namespace.
     pub async fn update_namespace(&self, ns: &Namespace) -> Result<(), StoreError> {
+        self.modify_namespace(&ns.id, |_| Ok::<_, StoreError>(ns.clone()))
+            .await
+            .map(drop)
+    }
+
+    /// Reads a namespace, applies `change` and saves the result in one transaction (the row
+    /// locked meanwhile), so that concurrent changes cannot undo one another.
+    pub async fn modify_namespace<E: From<StoreError>>(
+        &self,
+        id: &str,
+        change: impl FnOnce(Namespace) -> Result<Namespace, E>,
+    ) -> Result<Namespace, E> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query(
-            "UPDATE namespaces SET name = $1, auth = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(&ns.name)
-        .bind(to_json(&ns.auth)?)
-        .bind(ns.updated_at.0)
-        .bind(&ns.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| conflict_on_unique(e, || name_taken(&ns.name)))?;
-        if done.rows_affected() == 0 {
-            return Err(not_found(&ns.id));
-        }
-        self.commit_change(tx).await
+        let sql = match self.engine {
+            Engine::Postgres => {
+                concat!("SELECT ", columns!(), " FROM namespaces WHERE id = $1 FOR UPDATE")
+            }
+            Engine::Sqlite => concat!("SELECT ", columns!(), " FROM namespaces WHERE id = $1"),
+        };
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?
+            .ok_or_else(|| not_found(id))?;
+        let ns = change(namespace_from_row(&row)?)?;
+        sqlx::query("UPDATE namespaces SET name = $1, auth = $2, updated_at = $3 WHERE id = $4")
+            .bind(&ns.name)
+            .bind(to_json(&ns.auth)?)
+            .bind(ns.updated_at.0)
+            .bind(&ns.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_on_unique(e, || name_taken(&ns.name)))?;
+        self.commit_change(tx).await?;
+        Ok(ns)
     }
 
     /// Deletes a namespace and, by cascade, its webhooks and their deliveries.

@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, flag_column, json_column, to_json};
+use super::{Engine, Store, StoreError, flag_column, json_column, to_json};
 use crate::model::{Timestamp, Webhook};
 
 /// Column list of every SELECT and INSERT here (a macro, so SQL stays `&'static str`).
@@ -90,9 +90,35 @@ impl Store {
 
     /// Saves a changed webhook (every column but id, namespace and created_at).
     pub async fn update_webhook(&self, hook: &Webhook) -> Result<(), StoreError> {
+        self.modify_webhook(&hook.id, |_| Ok::<_, StoreError>(hook.clone()))
+            .await
+            .map(drop)
+    }
+
+    /// Reads a webhook, applies `change` and saves the result in one transaction (the row
+    /// locked meanwhile), so that two concurrent changes, say a PATCH and a secret rotation,
+    /// cannot undo one another.
+    pub async fn modify_webhook<E: From<StoreError>>(
+        &self,
+        id: &str,
+        change: impl FnOnce(Webhook) -> Result<Webhook, E>,
+    ) -> Result<Webhook, E> {
         let mut tx = self.begin().await?;
-        let (previous, until) = split_previous(hook);
-        let done = sqlx::query(
+        let sql = match self.engine {
+            Engine::Postgres => {
+                concat!("SELECT ", columns!(), " FROM webhooks WHERE id = $1 FOR UPDATE")
+            }
+            Engine::Sqlite => concat!("SELECT ", columns!(), " FROM webhooks WHERE id = $1"),
+        };
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?
+            .ok_or_else(|| not_found(id))?;
+        let hook = change(webhook_from_row(&row)?)?;
+        let (previous, until) = split_previous(&hook);
+        sqlx::query(
             "UPDATE webhooks SET url = $1, events = $2, secret = $3, previous_secret = $4, \
              previous_secret_until = $5, reply = $6, durable = $7, timeout_ms = $8, headers = $9, \
              enabled = $10, updated_at = $11 WHERE id = $12",
@@ -110,11 +136,10 @@ impl Store {
         .bind(hook.updated_at.0)
         .bind(&hook.id)
         .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(not_found(&hook.id));
-        }
-        self.commit_change(tx).await
+        .await
+        .map_err(StoreError::from)?;
+        self.commit_change(tx).await?;
+        Ok(hook)
     }
 
     /// Deletes a webhook and its deliveries.
