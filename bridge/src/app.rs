@@ -18,6 +18,7 @@ use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admin_writes::{CatalogSync, read_your_writes};
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::cluster::postgres::PgDriver;
@@ -88,11 +89,17 @@ const ADAPTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 trait SocketServer: Send + Sync {
     /// Disconnects this node's sockets and closes the server.
     fn close(&self) -> BoxFuture<'_, ()>;
+    /// The catalog version whose namespaces are served.
+    fn applied(&self) -> watch::Receiver<i64>;
 }
 
 impl<A: Adapter + DefinedAdapter> SocketServer for Gateway<A> {
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(Gateway::close(self))
+    }
+
+    fn applied(&self) -> watch::Receiver<i64> {
+        Gateway::applied(self)
     }
 }
 
@@ -135,7 +142,12 @@ impl Application {
         };
         let public_router =
             public_router.layer(middleware::from_fn_with_state(v2_compat, fix_v2_connect));
-        let admin_router = admin_router(&store, &admin_token, counters, &cluster);
+        let sync = CatalogSync {
+            store: store.clone(),
+            applied: sockets.applied(),
+        };
+        let admin_router = admin_router(&store, &admin_token, counters, &cluster)
+            .layer(middleware::from_fn_with_state(sync, read_your_writes));
 
         let public = bind(&config.listen).await?;
         let admin = bind(&config.admin_listen).await?;

@@ -1,6 +1,7 @@
 //! Data plane of the bridge.
 //!
 //! - [`config`]: the one typed configuration (defaults < TOML < env < flags).
+//! - [`admin_writes`]: admin writes answer once this node serves them.
 //! - [`app`]: [`Application`], which binds the public and admin listeners and wires everything.
 //! - [`catalog`]: the in-memory view of namespaces, webhooks and API keys the hot paths read.
 //! - [`cluster`]: several nodes: the node id, the Redis and Postgres adapter drivers, their health.
@@ -12,6 +13,7 @@
 //!
 //! The control plane (model, store, admin API) is the `admin-api` crate.
 
+pub mod admin_writes;
 pub mod app;
 pub mod catalog;
 pub mod cluster;

@@ -23,6 +23,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide_core::adapter::DefinedAdapter;
 use socketioxide_core::adapter::Spawnable;
+use tokio::sync::watch;
 
 use crate::catalog::{Catalog, CatalogData};
 use crate::cluster::Cluster;
@@ -47,6 +48,8 @@ pub struct Gateway<A: Adapter> {
     /// This node and its adapter's health.
     pub cluster: Cluster,
     registered: Mutex<HashSet<String>>,
+    /// The catalog version whose namespaces are registered.
+    applied: watch::Sender<i64>,
     /// Whether the store had `/` at the last catalog change.
     root_in_store: Mutex<bool>,
 }
@@ -94,6 +97,7 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             rate: config.event_rate,
             cluster,
             registered: Mutex::new(HashSet::new()),
+            applied: watch::Sender::new(0),
             root_in_store: Mutex::new(false),
         });
         // v2 clients always join `/`, so it is always registered (socketioxide cannot delete it);
@@ -148,6 +152,12 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
         if had_root && !has_root {
             self.disconnect_root();
         }
+        self.applied.send_replace(data.version);
+    }
+
+    /// Tells the catalog version whose namespaces this node serves, each time it changes.
+    pub fn applied(&self) -> watch::Receiver<i64> {
+        self.applied.subscribe()
     }
 
     fn register(self: &Arc<Self>, name: &str) {
