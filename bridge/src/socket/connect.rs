@@ -41,9 +41,11 @@ pub async fn admit<A: Adapter>(
     auth: Option<Value>,
 ) -> Result<(), Refusal> {
     let namespace = socket.ns().to_owned();
-    let handshake = handshake(&socket, auth.as_ref());
+    let entry = gateway.catalog.namespace(&namespace);
+    let jwt = entry.as_ref().is_some_and(|e| e.requires_jwt());
+    let handshake = handshake(&socket, auth.as_ref(), jwt);
     let session = Session::new(&namespace, handshake, gateway.rate);
-    let Some(entry) = gateway.catalog.namespace(&namespace) else {
+    let Some(entry) = entry else {
         // Only v2 clients (protocol 4) are admitted, inert, to a `/` the store lacks.
         if namespace == "/" && socket.protocol() == ProtocolVersion::V4 {
             socket.extensions.insert(session);
@@ -330,13 +332,29 @@ fn expected_rooms<A: Adapter>(socket: &SocketRef<A>, session: &Session) -> Vec<S
     rooms
 }
 
-/// What the client sent at the handshake: auth payload, query, origin, user agent, address.
-fn handshake<A: Adapter>(socket: &SocketRef<A>, auth: Option<&Value>) -> Handshake {
+/// What a token the bridge verified looks like in webhook bodies (and so in stored deliveries):
+/// backends get the verified user id instead, and a leaked body leaks no credential.
+pub const REDACTED: &str = "[redacted]";
+
+/// What the client sent at the handshake: auth payload, query, origin, user agent, address. In a
+/// JWT namespace the token (`auth.token`, `query.token`) is the bridge's to check: it is redacted.
+fn handshake<A: Adapter>(socket: &SocketRef<A>, auth: Option<&Value>, jwt: bool) -> Handshake {
     let parts = socket.req_parts();
     let query = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
         .filter(|(k, _)| !matches!(k.as_ref(), "EIO" | "transport" | "t" | "sid" | "b64" | "j"))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .map(|(k, v)| {
+            let v = if jwt && k == "token" {
+                REDACTED.to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
         .collect();
+    let mut auth = auth.cloned().unwrap_or(Value::Null);
+    if jwt && let Some(token) = auth.get_mut("token") {
+        *token = Value::from(REDACTED);
+    }
     let headers = ["origin", "user-agent"]
         .into_iter()
         .filter_map(|name| {
@@ -350,7 +368,7 @@ fn handshake<A: Adapter>(socket: &SocketRef<A>, auth: Option<&Value>) -> Handsha
         .map(|info| info.0.to_string())
         .unwrap_or_default();
     Handshake {
-        auth: auth.cloned().unwrap_or(Value::Null),
+        auth,
         query,
         headers,
         address,
