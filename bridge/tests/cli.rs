@@ -20,9 +20,10 @@ fn temp_db() -> String {
 
 #[test]
 fn migrate_applies_and_exits() {
+    let db = temp_db();
     let out = bridge()
         .arg("migrate")
-        .env("DATABASE_URL", temp_db())
+        .env("DATABASE_URL", &db)
         .output()
         .unwrap();
     assert!(
@@ -31,6 +32,11 @@ fn migrate_applies_and_exits() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("migrations applied"));
+    // The file holds secrets: its owner only may read it, whatever the umask.
+    let path = db.trim_start_matches("sqlite://");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "{path}: {mode:o}");
 }
 
 #[test]

@@ -2,7 +2,19 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until } from "./harness.mjs";
+import { createServer } from "node:net";
+import { once } from "node:events";
+import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep } from "./harness.mjs";
+
+/** A loopback port nothing listens on (bound, then released). */
+async function deadPort() {
+  const server = createServer().listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address();
+  server.close();
+  await once(server, "close");
+  return port;
+}
 
 for (const [engine, fresh] of [["Postgres", freshPostgres], ["SQLite", freshSqlite]]) {
   test(`${engine}: the node that took an admin write serves it when it answers`, async () => {
@@ -59,5 +71,33 @@ test("a JWT namespace's token is redacted from $connect bodies and from stored d
     bob.close();
   } finally {
     await env.close();
+  }
+});
+
+test("a failing webhook's credentials and query secrets appear in no log line and no stored attempt", async () => {
+  const bridge = await startBridge();
+  try {
+    const ns = await bridge.createNamespace({ name: "/chat" });
+    // A port nothing listens on: every attempt fails to connect, then the delivery fails for good.
+    const dead = await deadPort();
+    const url = `http://hookuser:hookpassword@127.0.0.1:${dead}/hook?token=querysecret`;
+    const hook = await bridge.createWebhook(ns.id, { url, events: ["*"] });
+    await sleep(300);
+    const socket = await connected("v4", `${bridge.url}/chat`);
+    socket.emit("ping", 1);
+    const [failed] = await until(async () => {
+      const list = (await bridge.admin("GET", `/admin/deliveries?status=failed&webhook=${hook.id}`)).body.deliveries;
+      return list.length > 0 && list;
+    }, 20000, "the delivery fails for good");
+    const detail = (await bridge.admin("GET", `/admin/deliveries/${failed.id}`)).body;
+    assert.ok(detail.history.length >= 1 && detail.history.every((a) => a.error), JSON.stringify(detail.history));
+    for (const text of [bridge.log(), JSON.stringify(detail)]) {
+      assert.ok(!text.includes("hookpassword") && !text.includes("querysecret"), text.slice(-2000));
+    }
+    assert.match(bridge.log(), /webhook delivery failed/);
+    assert.match(bridge.log(), new RegExp(`url=http://127\\.0\\.0\\.1:${dead}/hook\\?redacted`));
+    socket.close();
+  } finally {
+    await bridge.stop();
   }
 });

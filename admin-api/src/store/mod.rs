@@ -104,6 +104,9 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (engine, url) = normalize_url(url)?;
+        if engine == Engine::Sqlite {
+            create_private_file(&url)?;
+        }
         // One direct attempt first: it reports the real cause (refused, auth, unknown database)
         // where the pool would only say that it timed out.
         let probe = tokio::time::timeout(ACQUIRE_TIMEOUT, AnyConnection::connect(&url))
@@ -255,6 +258,30 @@ fn normalize_url(url: &str) -> Result<(Engine, String), StoreError> {
         return Ok((Engine::Sqlite, format!("{url}{sep}mode=rwc")));
     }
     Err(StoreError::BadUrl(redact_url(url)))
+}
+
+/// Creates a missing SQLite file readable by its owner only (0600), before SQLite creates it with
+/// the umask's mode (usually 0644): it holds webhook and JWT secrets. SQLite gives its `-wal` and
+/// `-shm` files the database file's mode.
+fn create_private_file(url: &str) -> Result<(), StoreError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(StoreError::Unavailable(sqlx::Error::Io(err))),
+    }
 }
 
 /// `url` with any password replaced by `***`, fit for logs.

@@ -106,7 +106,11 @@ impl Store {
         let mut tx = self.begin().await?;
         let sql = match self.engine {
             Engine::Postgres => {
-                concat!("SELECT ", columns!(), " FROM webhooks WHERE id = $1 FOR UPDATE")
+                concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM webhooks WHERE id = $1 FOR UPDATE"
+                )
             }
             Engine::Sqlite => concat!("SELECT ", columns!(), " FROM webhooks WHERE id = $1"),
         };

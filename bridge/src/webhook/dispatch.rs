@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::outbox::{Outbox, Prior, Receipt, Refused};
-use super::sender::{Attempt, Message, Sender};
+use super::sender::{Attempt, Message, Sender, loggable_url};
 use crate::stats::Counters;
 
 /// Messages waiting per (socket, webhook) before new ones are dropped.
@@ -213,7 +213,7 @@ impl Dispatcher {
         self.counters.webhook_failed();
         let last = history.last();
         tracing::warn!(
-            webhook = %job.webhook.id, url = %job.webhook.url, id = %job.message.id,
+            webhook = %job.webhook.id, url = %loggable_url(&job.webhook.url), id = %job.message.id,
             event = %job.message.event, status = ?last.and_then(|a| a.status),
             error = ?last.and_then(|a| a.error.as_deref()), attempts = history.len(),
             "webhook delivery failed"

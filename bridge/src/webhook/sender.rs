@@ -90,7 +90,7 @@ impl Sender {
             Ok(resp) => classify(resp).await,
             Err(err) => Attempt::Retryable {
                 status: None,
-                error: describe(&err),
+                error: describe(err),
                 retry_after: None,
             },
         };
@@ -192,13 +192,31 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(delay.min(MAX_RETRY_AFTER))
 }
 
-fn describe(err: &reqwest::Error) -> String {
+/// What went wrong, without the URL (reqwest's message names it, credentials and query
+/// included, and this text is logged and stored in the delivery's history).
+fn describe(err: reqwest::Error) -> String {
+    let err = err.without_url();
     if err.is_timeout() {
         "timed out".into()
     } else if err.is_connect() {
         format!("connection failed: {err}")
     } else {
         err.to_string()
+    }
+}
+
+/// `url` as logs show it: no credentials and no query, either of which may carry a secret.
+pub fn loggable_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            if parsed.query().is_some() {
+                parsed.set_query(Some("redacted"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "(unparseable URL)".into(),
     }
 }
 
@@ -215,6 +233,16 @@ fn record(outcome: &Attempt, elapsed: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_urls_carry_no_credentials_or_query() {
+        assert_eq!(
+            loggable_url("https://user:pass@api.example.com:8443/hooks/x?token=s3cret#frag"),
+            "https://api.example.com:8443/hooks/x?redacted#frag"
+        );
+        assert_eq!(loggable_url("http://127.0.0.1/h"), "http://127.0.0.1/h");
+        assert_eq!(loggable_url("not a url"), "(unparseable URL)");
+    }
 
     #[test]
     fn retry_after_seconds_dates_and_clamp() {
