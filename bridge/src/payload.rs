@@ -24,6 +24,9 @@ pub enum PayloadError {
     /// The packet is not a JSON array starting with an event name.
     #[error("packet is not [\"event\", ...args]")]
     NotAnEvent,
+    /// The arguments are not JSON the bridge can read (for one, nested over 128 levels).
+    #[error("unreadable arguments: {0}")]
+    Unreadable(String),
     /// A placeholder points at a missing attachment.
     #[error("binary placeholder {0} has no attachment")]
     MissingAttachment(u64),
@@ -37,7 +40,8 @@ pub fn decode_event(
         socketioxide_core::Value::Str(text, binaries) => (&**text, binaries.as_ref()),
         socketioxide_core::Value::Bytes(_) => return Err(PayloadError::NotAnEvent),
     };
-    let parsed: Value = serde_json::from_str(text).map_err(|_| PayloadError::NotAnEvent)?;
+    let parsed: Value =
+        serde_json::from_str(text).map_err(|e| PayloadError::Unreadable(e.to_string()))?;
     let Value::Array(mut items) = parsed else {
         return Err(PayloadError::NotAnEvent);
     };

@@ -151,3 +151,26 @@ test("a reply that is not JSON, too large, or never finishes answers the ack wit
     await bridge.stop();
   }
 });
+
+test("an event the bridge cannot decode is refused through its ack and never forwarded", async () => {
+  const env = await setup({ hooks: [{ events: ["*"] }] });
+  try {
+    const socket = await connected("v4", env.url);
+    let deep = 1;
+    for (let i = 0; i < 200; i++) deep = [deep];
+    const [tooDeep] = await emitWithAck(socket, "deep", deep);
+    assert.equal(tooDeep.error, "bad_event", JSON.stringify(tooDeep));
+    assert.match(tooDeep.message, /recursion limit/);
+    // A placeholder with no attachment behind it (the client sends it as plain JSON).
+    const [placeholder] = await emitWithAck(socket, "fake", { _placeholder: true, num: 3 });
+    assert.equal(placeholder.error, "bad_event", JSON.stringify(placeholder));
+    assert.match(placeholder.message, /placeholder 3/);
+    // The socket still works, and nothing unreadable reached the webhook.
+    assert.deepEqual(await emitWithAck(socket, "fine", 1), [{ ok: true }]);
+    await env.receiver.waitFor((r) => r.some((d) => d.json?.event === "fine"));
+    assert.deepEqual(env.receiver.events().map((d) => d.json.event), ["fine"]);
+    socket.close();
+  } finally {
+    await env.close();
+  }
+});

@@ -48,8 +48,9 @@ fn forward<A: Adapter>(
     let (event, args) = match decode_event(value) {
         Ok(decoded) => decoded,
         Err(err) => {
-            tracing::debug!(sid = %socket.id, %err, "unreadable event ignored");
-            return;
+            // Never forwarded; a client waiting for an answer hears why instead of nothing.
+            tracing::debug!(sid = %socket.id, %err, "unreadable event refused");
+            return answer(ack, json!({"error": "bad_event", "message": err.to_string()}));
         }
     };
     if is_reserved_event(&event) {
