@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The body is larger than the listener accepts.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// A message to clients is larger than they accept (`BRIDGE_MAX_PAYLOAD`).
+    #[error("the message is {0} bytes; clients accept at most {1} (BRIDGE_MAX_PAYLOAD)")]
+    MessageTooLarge(usize, usize),
     /// The body is not `application/json`.
     #[error("expected content-type: application/json")]
     UnsupportedMediaType,
@@ -73,7 +76,9 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::PayloadTooLarge(_) | Self::MessageTooLarge(..) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }

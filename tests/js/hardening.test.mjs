@@ -174,3 +174,34 @@ test("an event the bridge cannot decode is refused through its ack and never for
     await env.close();
   }
 });
+
+test("an emit larger than the clients' max payload is a 413, and no client is disconnected for it", async () => {
+  const env = await setup({ env: { BRIDGE_MAX_PAYLOAD: "10000" } });
+  try {
+    const key = await env.bridge.createKey(["/chat"]);
+    await sleep(300);
+    const v2 = await connected("v2", env.url, { transports: ["websocket"] });
+    const v4 = await connected("v4", env.url, { transports: ["websocket"] });
+    const got = { v2: [], v4: [] };
+    v2.on("big", (d) => got.v2.push(d.length));
+    v4.on("big", (d) => got.v4.push(d.length));
+    const emit = (data) => env.bridge.v1("POST", "/v1/emit", key, { namespace: "/chat", event: "big", data });
+    const refused = await emit("x".repeat(20000));
+    assert.equal(refused.status, 413, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, "payload_too_large");
+    assert.match(refused.body.error.message, /at most 10000/);
+    const batch = await env.bridge.v1("POST", "/v1/emit/batch", key, {
+      messages: [{ namespace: "/chat", event: "big", data: "y".repeat(20000) }, { namespace: "/chat", event: "big", data: "ok" }],
+    });
+    assert.equal(batch.body.results[0].error.code, "payload_too_large");
+    assert.deepEqual(batch.body.results[1], { ok: true });
+    assert.equal((await emit("z".repeat(5000))).status, 200);
+    await until(() => got.v2.length === 2 && got.v4.length === 2, 3000, "both clients got the two small emits");
+    assert.deepEqual(got.v4, [2, 5000]);
+    assert.ok(v2.connected && v4.connected);
+    v2.close();
+    v4.close();
+  } finally {
+    await env.close();
+  }
+});

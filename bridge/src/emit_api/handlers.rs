@@ -79,6 +79,11 @@ async fn send<A: Adapter>(
 ) -> Result<EmitResponse, ApiError> {
     caller.require(&req.namespace)?;
     let args = req.validate()?;
+    // Over the clients' limit a v2 client would be disconnected for it (and a v4 one may be).
+    let size = serde_json::to_vec(&(&req.event, &args.0)).map_or(0, |v| v.len());
+    if size > state.max_payload {
+        return Err(ApiError::MessageTooLarge(size, state.max_payload));
+    }
     let ops = operators(state, &req.namespace, &req.targets())?;
     let answer = match (ops, req.ack_timeout_ms) {
         (None, ack) => EmitResponse {

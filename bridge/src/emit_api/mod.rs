@@ -28,6 +28,8 @@ pub struct EmitState<A: Adapter> {
     pub gateway: Arc<Gateway<A>>,
     /// Per-key rate limits and usage.
     pub keys: Arc<KeyActivity>,
+    /// Largest message clients accept (`BRIDGE_MAX_PAYLOAD`), bytes.
+    pub max_payload: usize,
 }
 
 impl<A: Adapter> Clone for EmitState<A> {
@@ -35,6 +37,7 @@ impl<A: Adapter> Clone for EmitState<A> {
         Self {
             gateway: self.gateway.clone(),
             keys: self.keys.clone(),
+            max_payload: self.max_payload,
         }
     }
 }

@@ -50,7 +50,10 @@ fn forward<A: Adapter>(
         Err(err) => {
             // Never forwarded; a client waiting for an answer hears why instead of nothing.
             tracing::debug!(sid = %socket.id, %err, "unreadable event refused");
-            return answer(ack, json!({"error": "bad_event", "message": err.to_string()}));
+            return answer(
+                ack,
+                json!({"error": "bad_event", "message": err.to_string()}),
+            );
         }
     };
     if is_reserved_event(&event) {
