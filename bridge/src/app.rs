@@ -30,8 +30,8 @@ use crate::health::Readiness;
 use crate::socket::v2_compat::{V2Compat, fix_v2_connect};
 use crate::socket::{Gateway, Parts};
 use crate::stats::{Counters, NodeView};
-use crate::webhook::Dispatcher;
 use crate::webhook::outbox::{self, Outbox};
+use crate::webhook::{Dispatcher, Sender};
 use crate::{emit_api, health, metrics};
 use utoipa::OpenApi;
 
@@ -118,6 +118,7 @@ impl Application {
             outbox.clone(),
             counters.clone(),
             config.webhook_concurrency,
+            Sender::new(config.url_policy),
         ));
         outbox::worker::spawn(outbox, dispatcher.clone(), catalog.clone());
         let cluster = Cluster::new(&config.node_id, config.adapter);
@@ -146,7 +147,7 @@ impl Application {
             store: store.clone(),
             applied: sockets.applied(),
         };
-        let admin_router = admin_router(&store, &admin_token, counters, &cluster)
+        let admin_router = admin_router(&store, &admin_token, counters, &cluster, &config)
             .layer(middleware::from_fn_with_state(sync, read_your_writes));
 
         let public = bind(&config.listen).await?;
@@ -315,7 +316,13 @@ fn store_error(url: &str, source: StoreError) -> StartError {
     }
 }
 
-fn admin_router(store: &Store, token: &str, counters: Arc<Counters>, cluster: &Cluster) -> Router {
+fn admin_router(
+    store: &Store,
+    token: &str,
+    counters: Arc<Counters>,
+    cluster: &Cluster,
+    config: &Config,
+) -> Router {
     let openapi = admin_api::routes::openapi_document(vec![EmitDoc::openapi()]);
     let state = AdminState {
         store: store.clone(),
@@ -325,6 +332,7 @@ fn admin_router(store: &Store, token: &str, counters: Arc<Counters>, cluster: &C
             cluster: cluster.clone(),
         }),
         openapi: Arc::new(openapi),
+        url_policy: config.url_policy,
     };
     let ops = Router::new()
         .route("/metrics", get(metrics::serve))

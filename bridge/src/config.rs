@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use admin_api::model::UrlPolicy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
@@ -116,6 +117,9 @@ pub struct Settings {
     /// Largest burst of emit API requests per API key [default: 2000].
     #[arg(long, env = "BRIDGE_API_RATE_BURST", global = true)]
     pub api_rate_burst: Option<f64>,
+    /// Refuse webhooks to private and loopback addresses [default: false].
+    #[arg(long, env = "BRIDGE_WEBHOOK_DENY_PRIVATE", global = true)]
+    pub webhook_deny_private: Option<bool>,
     /// Webhook requests in flight per webhook [default: 64].
     #[arg(long, env = "BRIDGE_WEBHOOK_CONCURRENCY", global = true)]
     pub webhook_concurrency: Option<usize>,
@@ -154,6 +158,7 @@ impl Settings {
             adapter: self.adapter.or(lower.adapter),
             redis_url: self.redis_url.or(lower.redis_url),
             node_id: self.node_id.or(lower.node_id),
+            webhook_deny_private: self.webhook_deny_private.or(lower.webhook_deny_private),
             ping_interval_ms: self.ping_interval_ms.or(lower.ping_interval_ms),
             ping_timeout_ms: self.ping_timeout_ms.or(lower.ping_timeout_ms),
             connect_timeout_ms: self.connect_timeout_ms.or(lower.connect_timeout_ms),
@@ -246,6 +251,8 @@ pub struct Config {
     pub api_rate: RateLimit,
     /// Webhook requests in flight per webhook.
     pub webhook_concurrency: usize,
+    /// Which webhook destinations are allowed.
+    pub url_policy: UrlPolicy,
     /// The durable outbox.
     pub outbox: OutboxConfig,
     /// Tracing filter.
@@ -271,6 +278,7 @@ impl std::fmt::Debug for Config {
             .field("event_rate", &self.event_rate)
             .field("api_rate", &self.api_rate)
             .field("webhook_concurrency", &self.webhook_concurrency)
+            .field("url_policy", &self.url_policy)
             .field("outbox", &self.outbox)
             .finish_non_exhaustive()
     }
@@ -311,6 +319,9 @@ impl Config {
                 burst: s.api_rate_burst.unwrap_or(2000.0),
             },
             webhook_concurrency: s.webhook_concurrency.unwrap_or(64),
+            url_policy: UrlPolicy {
+                deny_private: s.webhook_deny_private.unwrap_or(false),
+            },
             outbox: OutboxConfig {
                 schedule: Schedule::parse(s.outbox_schedule.as_deref().unwrap_or(DEFAULT_SCHEDULE))
                     .map_err(|e| ConfigError::Invalid("outbox_schedule", e))?,

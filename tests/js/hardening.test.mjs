@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { createServer as createHttpServer } from "node:http";
 import { once } from "node:events";
-import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck } from "./harness.mjs";
+import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver } from "./harness.mjs";
 
 /** A loopback port nothing listens on (bound, then released). */
 async function deadPort() {
@@ -203,5 +203,51 @@ test("an emit larger than the clients' max payload is a 413, and no client is di
     v4.close();
   } finally {
     await env.close();
+  }
+});
+
+test("webhook destinations: metadata and unspecified addresses refused; private ones only when denied, at save and at send", async () => {
+  const receiver = await startReceiver();
+  const port = new URL(receiver.url).port;
+  const open = await startBridge();
+  const closed = await startBridge({ BRIDGE_WEBHOOK_DENY_PRIVATE: "true" });
+  try {
+    const nsOpen = await open.createNamespace({ name: "/chat" });
+    for (const url of ["http://169.254.169.254/latest/meta-data", "http://[fd00:ec2::254]/", "http://0.0.0.0:1/", "http://[fe80::1]/"]) {
+      const res = await open.admin("POST", `/admin/namespaces/${nsOpen.id}/webhooks`, { url, events: ["*"] });
+      assert.equal(res.status, 400, url);
+      assert.equal(res.body.error.code, "invalid_field");
+      assert.match(res.body.error.message, /^url: destination not allowed/);
+    }
+    // Loopback in numeric form is loopback: allowed by default, and delivered.
+    await open.createWebhook(nsOpen.id, { url: `http://2130706433:${port}/numeric`, events: ["*"] });
+    await sleep(300);
+    const client = await connected("v4", `${open.url}/chat`);
+    client.emit("hello", 1);
+    await receiver.waitFor((r) => r.some((d) => d.path === "/numeric"));
+    client.close();
+
+    const nsClosed = await closed.createNamespace({ name: "/chat" });
+    const refused = await closed.admin("POST", `/admin/namespaces/${nsClosed.id}/webhooks`, { url: receiver.url, events: ["*"] });
+    assert.equal(refused.status, 400);
+    assert.match(refused.body.error.message, /private or loopback/);
+    // A host name is checked when it is resolved: saved, then refused at send time, for good.
+    const named = await closed.createWebhook(nsClosed.id, { url: `http://localhost:${port}/named`, events: ["*"] });
+    await sleep(300);
+    const other = await connected("v4", `${closed.url}/chat`);
+    other.emit("hello", 2);
+    const [failed] = await until(async () => {
+      const list = (await closed.admin("GET", `/admin/deliveries?status=failed&webhook=${named.id}`)).body.deliveries;
+      return list.length > 0 && list;
+    }, 5000, "the delivery is refused");
+    const detail = (await closed.admin("GET", `/admin/deliveries/${failed.id}`)).body;
+    assert.equal(detail.history.length, 1, "not retried");
+    assert.match(detail.history[0].error, /destination not allowed: localhost resolves to .* private or loopback/);
+    assert.ok(!receiver.received.some((d) => d.path === "/named"));
+    other.close();
+  } finally {
+    receiver.close();
+    await open.stop();
+    await closed.stop();
   }
 });

@@ -3,6 +3,7 @@
 mod api_key;
 mod delivery;
 mod namespace;
+mod url_policy;
 mod webhook;
 
 pub use api_key::{ApiKey, ApiKeyCreated, NewApiKey, generate_api_key, hash_api_key};
@@ -13,6 +14,7 @@ pub use namespace::{
     JwtAlgorithm, JwtAuth, Namespace, NamespaceAuth, NamespacePatch, NewNamespace,
     validate_namespace_name,
 };
+pub use url_policy::UrlPolicy;
 pub use webhook::{
     EventPattern, NewWebhook, RESERVED_EVENTS, SECRET_PREFIX, SecretRotated, Webhook,
     WebhookCreated, WebhookPatch, generate_webhook_secret, is_reserved_event,

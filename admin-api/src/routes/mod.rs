@@ -34,6 +34,8 @@ pub struct AdminState {
     pub stats: Arc<dyn StatsSource>,
     /// The OpenAPI document served at `/admin/openapi.json`.
     pub openapi: Arc<serde_json::Value>,
+    /// Which webhook destinations are allowed.
+    pub url_policy: crate::model::UrlPolicy,
 }
 
 /// The `/admin/*` routes; `/admin/openapi.json` is public, everything else needs the token.

@@ -40,6 +40,7 @@ pub async fn create(
     JsonBody(body): JsonBody<NewWebhook>,
 ) -> Result<(StatusCode, Json<WebhookCreated>), ApiError> {
     body.validate()?;
+    state.url_policy.check_webhook_url(&body.url)?;
     let generated = body.secret.is_none().then(generate_webhook_secret);
     let now = Timestamp::now();
     let webhook = Webhook {
@@ -93,7 +94,13 @@ pub async fn update(
 ) -> Result<Json<Webhook>, ApiError> {
     let next = state
         .store
-        .modify_webhook(&id, |current| patch.apply(&current))
+        .modify_webhook(&id, |current| {
+            let next = patch.apply(&current)?;
+            if next.url != current.url {
+                state.url_policy.check_webhook_url(&next.url)?;
+            }
+            Ok::<_, ApiError>(next)
+        })
         .await?;
     Ok(Json(next))
 }

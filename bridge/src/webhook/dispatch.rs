@@ -82,9 +82,14 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher allowing `concurrency` requests in flight per webhook.
-    pub fn new(outbox: Arc<Outbox>, counters: Arc<Counters>, concurrency: usize) -> Self {
+    pub fn new(
+        outbox: Arc<Outbox>,
+        counters: Arc<Counters>,
+        concurrency: usize,
+        sender: Sender,
+    ) -> Self {
         Self {
-            sender: Sender::new(),
+            sender,
             limits: Mutex::new(HashMap::new()),
             concurrency: concurrency.max(1),
             counters,

@@ -4,12 +4,13 @@ pub mod body;
 pub mod dispatch;
 pub mod outbox;
 pub mod reply;
+pub mod resolve;
 pub mod sender;
 pub mod sign;
 
 pub use dispatch::{Dispatcher, Job, Mode, OnDone, Outcome, SocketQueues};
 pub use reply::Reply;
-pub use sender::Message;
+pub use sender::{Message, Sender};
 
 /// A new delivery id, as the `webhook-id` header carries it.
 pub fn message_id() -> String {

@@ -2,11 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use admin_api::model::Webhook;
+use admin_api::model::{UrlPolicy, Webhook};
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
 
 use super::reply::Reply;
+use super::resolve::{Denied, PolicyResolver};
 use super::sign::signature_header;
 
 /// Longest `Retry-After` honoured; a larger one is clamped to this.
@@ -57,21 +58,32 @@ pub enum Attempt {
 #[derive(Debug, Clone)]
 pub struct Sender {
     http: reqwest::Client,
+    policy: UrlPolicy,
 }
 
 impl Sender {
-    /// A sender that never follows redirects.
-    pub fn new() -> Self {
+    /// A sender that never follows redirects and sends only where `policy` allows.
+    pub fn new(policy: UrlPolicy) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64)
+            .dns_resolver(PolicyResolver(policy))
             .build()
             .expect("HTTP client with the process-wide TLS provider");
-        Self { http }
+        Self { http, policy }
     }
 
     /// POSTs `message` to `hook`, signed now, within the hook's timeout.
     pub async fn attempt(&self, hook: &Webhook, message: &Message) -> Attempt {
+        // An IP-literal host is never resolved, so the resolver cannot check it: this does.
+        if let Ok(url) = url::Url::parse(&hook.url)
+            && let Err(why) = self.policy.check_url(&url)
+        {
+            return Attempt::Final {
+                status: 0,
+                error: format!("destination not allowed: {why}"),
+            };
+        }
         let now = chrono::Utc::now();
         let timestamp = now.timestamp();
         let headers = match headers(hook, message, timestamp, now.timestamp_millis()) {
@@ -89,6 +101,13 @@ impl Sender {
             .await;
         let outcome = match result {
             Ok(resp) => classify(resp, hook.reply).await,
+            // Resolving again will not help: the policy refuses every address of the host.
+            Err(err) if Denied::find(&err).is_some() => Attempt::Final {
+                status: 0,
+                error: Denied::find(&err)
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            },
             Err(err) => Attempt::Retryable {
                 status: None,
                 error: describe(err),
@@ -97,12 +116,6 @@ impl Sender {
         };
         record(&outcome, started.elapsed());
         outcome
-    }
-}
-
-impl Default for Sender {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

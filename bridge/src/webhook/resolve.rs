@@ -1,0 +1,61 @@
+//! DNS resolution for webhooks that keeps only the addresses the URL policy allows, so a host
+//! name cannot lead a delivery to a metadata service (or, when denied, a private address).
+
+use std::net::SocketAddr;
+
+use admin_api::model::UrlPolicy;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// A host name that resolves only to refused addresses.
+#[derive(Debug, thiserror::Error)]
+#[error("destination not allowed: {host} resolves to {why}")]
+pub struct Denied {
+    host: String,
+    why: String,
+}
+
+impl Denied {
+    /// The denial somewhere in `err`'s chain of sources, if that is why it failed.
+    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Denied> {
+        let mut current = Some(err);
+        while let Some(err) = current {
+            if let Some(denied) = err.downcast_ref::<Denied>() {
+                return Some(denied);
+            }
+            current = err.source();
+        }
+        None
+    }
+}
+
+/// The system resolver, filtered by the policy.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyResolver(pub UrlPolicy);
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.0;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut why = None;
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|addr| match policy.check_ip(addr.ip()) {
+                    Ok(()) => true,
+                    Err(err) => {
+                        why.get_or_insert(err);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty()
+                && let Some(why) = why
+            {
+                return Err(Box::new(Denied { host, why }) as _);
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
