@@ -1,7 +1,7 @@
 //! `Application`: binds both listeners and wires the store, catalog and routers together.
 //! `main` and the tests start the bridge through this same path.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,7 @@ use crate::config::{AdapterKind, Config};
 use crate::emit_api::auth::KeyActivity;
 use crate::emit_api::{EmitDoc, EmitState};
 use crate::health::Readiness;
+use crate::listener::{self, Limits};
 use crate::socket::v2_compat::{V2Compat, fix_v2_connect};
 use crate::socket::{Gateway, Parts};
 use crate::stats::{Counters, NodeView};
@@ -37,6 +38,8 @@ use utoipa::OpenApi;
 
 /// Longest wait for open requests to finish after a stop is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connection cap of the admin listener (operators and Prometheus, not clients).
+const ADMIN_MAX_CONNECTIONS: usize = 1024;
 
 /// Why the bridge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +81,7 @@ pub struct Application {
     catalog: Catalog,
     dispatcher: Arc<Dispatcher>,
     sockets: Arc<dyn SocketServer>,
+    limits: Limits,
 }
 
 /// Channel prefix of both adapters, so the bridge's traffic is told apart from other users'.
@@ -162,6 +166,7 @@ impl Application {
             catalog,
             dispatcher,
             sockets,
+            limits: config.listen_limits,
         };
         tracing::info!(
             node = %cluster.node_id,
@@ -211,9 +216,27 @@ impl Application {
             sockets.close().await;
             let _ = stop_tx.send(true);
         });
-        let public = serve(self.public, self.public_router, stop_rx.clone());
-        let admin = serve(self.admin, self.admin_router, stop_rx);
-        let result = tokio::try_join!(public, admin).map(|_| ());
+        let public = listener::serve(
+            "public",
+            self.public,
+            self.public_router,
+            self.limits,
+            stop_rx.clone(),
+            DRAIN_TIMEOUT,
+        );
+        let admin_limits = Limits {
+            max_connections: self.limits.max_connections.min(ADMIN_MAX_CONNECTIONS),
+            ..self.limits
+        };
+        let admin = listener::serve(
+            "admin",
+            self.admin,
+            self.admin_router,
+            admin_limits,
+            stop_rx,
+            DRAIN_TIMEOUT,
+        );
+        tokio::join!(public, admin);
         // Deliveries already accepted (and the `$disconnect`s of the closed sockets) go out first.
         let left = self.dispatcher.drain(DRAIN_TIMEOUT).await;
         if left > 0 {
@@ -223,7 +246,7 @@ impl Application {
         self.dispatcher.outbox.shutdown(DRAIN_TIMEOUT).await;
         self.store.close().await;
         tracing::info!("stopped");
-        result
+        Ok(())
     }
 }
 
@@ -359,34 +382,4 @@ async fn bind(addr: &str) -> Result<TcpListener, StartError> {
             addr: addr.to_owned(),
             source,
         })
-}
-
-async fn serve(
-    listener: TcpListener,
-    router: Router,
-    stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let mut on_stop = stop.clone();
-    let stopped = async move {
-        let _ = on_stop.wait_for(|s| *s).await;
-    };
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopped)
-    .into_future();
-    // Long-lived connections (WebSockets, long-polls) would otherwise hold the drain open forever.
-    let deadline = async move {
-        let mut stop = stop;
-        let _ = stop.wait_for(|s| *s).await;
-        tokio::time::sleep(DRAIN_TIMEOUT).await;
-    };
-    tokio::select! {
-        result = server => result,
-        () = deadline => {
-            tracing::warn!("open connections did not finish in time; closing them");
-            Ok(())
-        }
-    }
 }

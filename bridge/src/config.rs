@@ -7,6 +7,7 @@ use admin_api::model::UrlPolicy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::listener::Limits;
 use crate::rate::RateLimit;
 use crate::webhook::outbox::schedule::{DEFAULT_SCHEDULE, Schedule, parse_duration};
 
@@ -117,6 +118,12 @@ pub struct Settings {
     /// Largest burst of emit API requests per API key [default: 2000].
     #[arg(long, env = "BRIDGE_API_RATE_BURST", global = true)]
     pub api_rate_burst: Option<f64>,
+    /// Connections open at once on the public listener (the admin one: at most 1024) [default: 16384].
+    #[arg(long, env = "BRIDGE_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request's headers, ms [default: 10000].
+    #[arg(long, env = "BRIDGE_HEADER_TIMEOUT_MS", global = true)]
+    pub header_timeout_ms: Option<u64>,
     /// Refuse webhooks to private and loopback addresses [default: false].
     #[arg(long, env = "BRIDGE_WEBHOOK_DENY_PRIVATE", global = true)]
     pub webhook_deny_private: Option<bool>,
@@ -159,6 +166,8 @@ impl Settings {
             redis_url: self.redis_url.or(lower.redis_url),
             node_id: self.node_id.or(lower.node_id),
             webhook_deny_private: self.webhook_deny_private.or(lower.webhook_deny_private),
+            max_connections: self.max_connections.or(lower.max_connections),
+            header_timeout_ms: self.header_timeout_ms.or(lower.header_timeout_ms),
             ping_interval_ms: self.ping_interval_ms.or(lower.ping_interval_ms),
             ping_timeout_ms: self.ping_timeout_ms.or(lower.ping_timeout_ms),
             connect_timeout_ms: self.connect_timeout_ms.or(lower.connect_timeout_ms),
@@ -253,6 +262,8 @@ pub struct Config {
     pub webhook_concurrency: usize,
     /// Which webhook destinations are allowed.
     pub url_policy: UrlPolicy,
+    /// Connection cap and header timeout of the listeners.
+    pub listen_limits: Limits,
     /// The durable outbox.
     pub outbox: OutboxConfig,
     /// Tracing filter.
@@ -279,6 +290,7 @@ impl std::fmt::Debug for Config {
             .field("api_rate", &self.api_rate)
             .field("webhook_concurrency", &self.webhook_concurrency)
             .field("url_policy", &self.url_policy)
+            .field("listen_limits", &self.listen_limits)
             .field("outbox", &self.outbox)
             .finish_non_exhaustive()
     }
@@ -321,6 +333,10 @@ impl Config {
             webhook_concurrency: s.webhook_concurrency.unwrap_or(64),
             url_policy: UrlPolicy {
                 deny_private: s.webhook_deny_private.unwrap_or(false),
+            },
+            listen_limits: Limits {
+                max_connections: s.max_connections.unwrap_or(16_384),
+                header_timeout: Duration::from_millis(s.header_timeout_ms.unwrap_or(10_000)),
             },
             outbox: OutboxConfig {
                 schedule: Schedule::parse(s.outbox_schedule.as_deref().unwrap_or(DEFAULT_SCHEDULE))
@@ -368,6 +384,18 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "outbox_lease_ms",
                 "must be at least 300".into(),
+            ));
+        }
+        if self.listen_limits.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connections",
+                "must be greater than 0".into(),
+            ));
+        }
+        if self.listen_limits.header_timeout < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid(
+                "header_timeout_ms",
+                "must be at least 100".into(),
             ));
         }
         if self.max_payload == 0 {

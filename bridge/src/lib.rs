@@ -9,6 +9,7 @@
 //! - [`emit_api`]: the REST emit API of the public listener (`/v1/*`).
 //! - [`webhook`]: delivery bodies, signing, sending with retries, replies.
 //! - [`payload`]: Socket.IO arguments as JSON, binaries as `{"$binary": base64}`.
+//! - [`listener`]: serving a listener with a header timeout and a connection cap.
 //! - [`health`], [`metrics`], [`stats`], [`telemetry`], [`shutdown`]: operations.
 //!
 //! The control plane (model, store, admin API) is the `admin-api` crate.
@@ -20,6 +21,7 @@ pub mod cluster;
 pub mod config;
 pub mod emit_api;
 pub mod health;
+pub mod listener;
 pub mod metrics;
 pub mod payload;
 pub mod rate;

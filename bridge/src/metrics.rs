@@ -9,6 +9,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Open Socket.IO connections, by namespace.
 pub const CONNECTIONS: &str = "bridge_connections";
+/// Open HTTP connections, by listener (public, admin).
+pub const HTTP_CONNECTIONS: &str = "bridge_http_connections";
+/// Connections closed at once because the listener's cap was reached, by listener.
+pub const CONNECTIONS_REFUSED: &str = "bridge_connections_refused_total";
 /// Client events received, by namespace.
 pub const EVENTS_RECEIVED: &str = "bridge_events_received_total";
 /// Webhook attempts, by outcome.

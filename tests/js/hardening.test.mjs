@@ -2,10 +2,10 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
+import { createServer, connect as tcpConnect } from "node:net";
 import { createServer as createHttpServer } from "node:http";
 import { once } from "node:events";
-import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver } from "./harness.mjs";
+import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric } from "./harness.mjs";
 
 /** A loopback port nothing listens on (bound, then released). */
 async function deadPort() {
@@ -249,5 +249,46 @@ test("webhook destinations: metadata and unspecified addresses refused; private 
     receiver.close();
     await open.stop();
     await closed.stop();
+  }
+});
+
+/** A raw TCP connection to `url`'s host that sends `text` and reports when the server closes it. */
+async function rawConnection(url, text) {
+  const { hostname, port } = new URL(url);
+  const socket = tcpConnect(Number(port), hostname);
+  await once(socket, "connect");
+  let data = "";
+  socket.on("data", (c) => (data += c));
+  const closed = new Promise((resolve) => socket.once("close", resolve));
+  socket.on("error", () => {});
+  socket.write(text);
+  return { socket, closed, data: () => data };
+}
+
+test("slowloris: partial headers and idle keep-alive connections are closed; past the cap new connections are refused, counted and logged", async () => {
+  const bridge = await startBridge({ BRIDGE_MAX_CONNECTIONS: "20", BRIDGE_HEADER_TIMEOUT_MS: "1000" });
+  try {
+    const started = Date.now();
+    const partial = [];
+    for (let i = 0; i < 20; i++) partial.push(await rawConnection(bridge.url, "GET /healthz HTTP/1.1\r\nHost: x\r\n"));
+    // The cap is taken: a new connection is closed at once, unanswered.
+    const refused = await rawConnection(bridge.url, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    await refused.closed;
+    assert.equal(refused.data(), "");
+    assert.ok((await metric(bridge, "bridge_connections_refused_total", { listener: "public" })) >= 1);
+    assert.match(bridge.log(), /connection cap reached/);
+    // The trickling clients are cut off after the header timeout, and the listener serves again.
+    await Promise.all(partial.map((c) => c.closed));
+    assert.ok(Date.now() - started < 5000, "closed by the header timeout");
+    assert.equal((await fetch(`${bridge.url}/healthz`)).status, 200);
+
+    // An idle keep-alive connection is closed too, after answering its request.
+    const idle = await rawConnection(bridge.url, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    await idle.closed;
+    assert.match(idle.data(), /^HTTP\/1.1 200/);
+    // The admin listener has its own cap and is untouched.
+    assert.equal((await fetch(`${bridge.adminUrl}/healthz`)).status, 200);
+  } finally {
+    await bridge.stop();
   }
 });

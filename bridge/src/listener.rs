@@ -1,0 +1,211 @@
+//! Serving a listener: HTTP/1 connections with a header-read timeout (slowloris), a cap on open
+//! connections, and a graceful stop that gives open requests a bounded time.
+//!
+//! `axum::serve` sets neither a header-read timeout nor a connection cap, so a client that opens
+//! connections and trickles headers could hold every file descriptor of the process.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tower::ServiceExt;
+
+/// Least time between two "connection cap reached" warnings.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// What one listener accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers; also how long a keep-alive connection may
+    /// stay idle between requests.
+    pub header_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `stop` turns true, then lets open connections finish for
+/// at most `drain`.
+pub async fn serve(
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut stopping = stop.clone();
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let stopped = async {
+            let _ = stopping.wait_for(|s| *s).await;
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopped => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors, most likely: pause instead of spinning.
+                tracing::warn!(listener = name, %err, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refuse(name, limits.max_connections, &mut last_warning);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            name,
+            remote,
+            router: router.clone(),
+            header_timeout: limits.header_timeout,
+            _slot: slot,
+        };
+        tokio::spawn(connection.run(stream, stop.clone()));
+    }
+    // Every slot back means every connection is closed.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(drain, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = name,
+            "open connections did not finish in time; closing them"
+        );
+    }
+}
+
+fn refuse(name: &'static str, max: usize, last_warning: &mut Option<Instant>) {
+    metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "listener" => name).increment(1);
+    if last_warning.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+        *last_warning = Some(Instant::now());
+        tracing::warn!(
+            listener = name,
+            max,
+            "connection cap reached; closing new connections (BRIDGE_MAX_CONNECTIONS)"
+        );
+    }
+}
+
+/// Requests in flight on a connection, and when the last one ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    since: Mutex<Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            since: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+/// A request in flight; its end restarts the idle clock.
+struct Busy<'a>(&'a Activity);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        *self.0.since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Activity {
+    fn begin(&self) -> Busy<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Busy(self)
+    }
+
+    /// Resolves once no request has been in flight for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let since = *self.since.lock().unwrap_or_else(|e| e.into_inner());
+            let busy = self.in_flight.load(Ordering::Acquire) > 0;
+            if !busy && since.elapsed() >= limit {
+                return;
+            }
+            let wait = if busy {
+                limit
+            } else {
+                limit.saturating_sub(since.elapsed())
+            };
+            tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
+        }
+    }
+}
+
+/// One accepted connection and the slot it holds.
+struct Connection {
+    name: &'static str,
+    remote: SocketAddr,
+    router: Router,
+    header_timeout: Duration,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, stop: watch::Receiver<bool>) {
+        let mut stop = stop;
+        let gauge = metrics::gauge!(crate::metrics::HTTP_CONNECTIONS, "listener" => self.name);
+        gauge.increment(1.0);
+        let remote = self.remote;
+        let router = self.router.clone();
+        let activity = Arc::new(Activity::default());
+        let busy = activity.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            // What `into_make_service_with_connect_info` would add: handlers read the address.
+            req.extensions_mut().insert(ConnectInfo(remote));
+            let router = router.clone();
+            let busy = busy.clone();
+            async move {
+                let _request = busy.begin();
+                router.oneshot(req).await
+            }
+        });
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .keep_alive(true);
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        let stopped = async {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = stopped => {
+                // Finish the request in flight, then close (WebSockets were closed before).
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+            // hyper's header timeout starts only once the next request's first bytes arrive.
+            () = activity.idle_for(self.header_timeout) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(err) = result {
+            tracing::debug!(listener = self.name, %remote, %err, "connection ended with an error");
+        }
+        gauge.decrement(1.0);
+    }
+}
