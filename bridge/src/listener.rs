@@ -5,8 +5,10 @@
 //! connections and trickles headers could hold every file descriptor of the process.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -72,7 +74,7 @@ pub async fn serve(
             remote,
             router: router.clone(),
             header_timeout: limits.header_timeout,
-            _slot: slot,
+            slot,
         };
         tokio::spawn(connection.run(stream, stop.clone()));
     }
@@ -156,14 +158,12 @@ struct Connection {
     remote: SocketAddr,
     router: Router,
     header_timeout: Duration,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 }
 
 impl Connection {
     async fn run(self, stream: TcpStream, stop: watch::Receiver<bool>) {
         let mut stop = stop;
-        let gauge = metrics::gauge!(crate::metrics::HTTP_CONNECTIONS, "listener" => self.name);
-        gauge.increment(1.0);
         let remote = self.remote;
         let router = self.router.clone();
         let activity = Arc::new(Activity::default());
@@ -183,9 +183,12 @@ impl Connection {
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_timeout)
             .keep_alive(true);
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
+        let io = Held {
+            io: TokioIo::new(stream),
+            _slot: self.slot,
+            _gauge: Gauge::open(self.name),
+        };
+        let connection = builder.serve_connection(io, service).with_upgrades();
         tokio::pin!(connection);
         let stopped = async {
             let _ = stop.wait_for(|s| *s).await;
@@ -206,6 +209,70 @@ impl Connection {
         if let Err(err) = result {
             tracing::debug!(listener = self.name, %remote, %err, "connection ended with an error");
         }
-        gauge.decrement(1.0);
+    }
+}
+
+/// Counts an open connection in `bridge_http_connections` for as long as it lives.
+struct Gauge(metrics::Gauge);
+
+impl Gauge {
+    fn open(listener: &'static str) -> Self {
+        let gauge = metrics::gauge!(crate::metrics::HTTP_CONNECTIONS, "listener" => listener);
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// The connection's transport with its slot: a WebSocket upgrade takes the transport over, so
+/// the slot (and the gauge) stay taken until the WebSocket closes, not just its handshake.
+struct Held {
+    io: TokioIo<TcpStream>,
+    _slot: OwnedSemaphorePermit,
+    _gauge: Gauge,
+}
+
+impl hyper::rt::Read for Held {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Held {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 }

@@ -292,3 +292,25 @@ test("slowloris: partial headers and idle keep-alive connections are closed; pas
     await bridge.stop();
   }
 });
+
+test("WebSocket clients hold their connection slot until they close", async () => {
+  const bridge = await startBridge({ BRIDGE_MAX_CONNECTIONS: "4" });
+  try {
+    await bridge.createNamespace({ name: "/chat" });
+    await sleep(300);
+    const clients = [];
+    for (let i = 0; i < 4; i++) clients.push(await connected("v4", `${bridge.url}/chat`, { transports: ["websocket"] }));
+    assert.equal(await metric(bridge, "bridge_http_connections", { listener: "public" }), 4);
+    const refused = await rawConnection(bridge.url, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    await refused.closed;
+    assert.equal(refused.data(), "", "the fifth connection is refused while four WebSockets are open");
+    clients.pop().close();
+    await until(async () => (await metric(bridge, "bridge_http_connections", { listener: "public" })) === 3, 3000, "slot freed");
+    const served = await rawConnection(bridge.url, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    await served.closed;
+    assert.match(served.data(), /^HTTP\/1.1 200/);
+    for (const c of clients) c.close();
+  } finally {
+    await bridge.stop();
+  }
+});
