@@ -32,6 +32,7 @@ use crate::socket::v2_compat::{V2Compat, fix_v2_connect};
 use crate::socket::{Gateway, Parts};
 use crate::stats::{Counters, NodeView};
 use crate::webhook::outbox::{self, Outbox};
+use crate::webhook::queue_budget::QueueBudget;
 use crate::webhook::{Dispatcher, Sender};
 use crate::{emit_api, health, metrics};
 use utoipa::OpenApi;
@@ -123,6 +124,7 @@ impl Application {
             counters.clone(),
             config.webhook_concurrency,
             Sender::new(config.url_policy),
+            QueueBudget::new(config.queue_webhook_bytes, config.queue_total_bytes),
         ));
         outbox::worker::spawn(outbox, dispatcher.clone(), catalog.clone());
         let cluster = Cluster::new(&config.node_id, config.adapter);

@@ -124,6 +124,12 @@ pub struct Settings {
     /// Time a client has to send a request's headers, ms [default: 10000].
     #[arg(long, env = "BRIDGE_HEADER_TIMEOUT_MS", global = true)]
     pub header_timeout_ms: Option<u64>,
+    /// Bytes of messages one webhook may have waiting in memory [default: 67108864 (64 MiB)].
+    #[arg(long, env = "BRIDGE_QUEUE_WEBHOOK_BYTES", global = true)]
+    pub queue_webhook_bytes: Option<usize>,
+    /// Bytes of messages all webhooks may have waiting in memory [default: 268435456 (256 MiB)].
+    #[arg(long, env = "BRIDGE_QUEUE_TOTAL_BYTES", global = true)]
+    pub queue_total_bytes: Option<usize>,
     /// Refuse webhooks to private and loopback addresses [default: false].
     #[arg(long, env = "BRIDGE_WEBHOOK_DENY_PRIVATE", global = true)]
     pub webhook_deny_private: Option<bool>,
@@ -167,6 +173,8 @@ impl Settings {
             node_id: self.node_id.or(lower.node_id),
             webhook_deny_private: self.webhook_deny_private.or(lower.webhook_deny_private),
             max_connections: self.max_connections.or(lower.max_connections),
+            queue_webhook_bytes: self.queue_webhook_bytes.or(lower.queue_webhook_bytes),
+            queue_total_bytes: self.queue_total_bytes.or(lower.queue_total_bytes),
             header_timeout_ms: self.header_timeout_ms.or(lower.header_timeout_ms),
             ping_interval_ms: self.ping_interval_ms.or(lower.ping_interval_ms),
             ping_timeout_ms: self.ping_timeout_ms.or(lower.ping_timeout_ms),
@@ -260,6 +268,10 @@ pub struct Config {
     pub api_rate: RateLimit,
     /// Webhook requests in flight per webhook.
     pub webhook_concurrency: usize,
+    /// Bytes one webhook may have queued in memory.
+    pub queue_webhook_bytes: usize,
+    /// Bytes all webhooks may have queued in memory.
+    pub queue_total_bytes: usize,
     /// Which webhook destinations are allowed.
     pub url_policy: UrlPolicy,
     /// Connection cap and header timeout of the listeners.
@@ -289,6 +301,8 @@ impl std::fmt::Debug for Config {
             .field("event_rate", &self.event_rate)
             .field("api_rate", &self.api_rate)
             .field("webhook_concurrency", &self.webhook_concurrency)
+            .field("queue_webhook_bytes", &self.queue_webhook_bytes)
+            .field("queue_total_bytes", &self.queue_total_bytes)
             .field("url_policy", &self.url_policy)
             .field("listen_limits", &self.listen_limits)
             .field("outbox", &self.outbox)
@@ -331,6 +345,8 @@ impl Config {
                 burst: s.api_rate_burst.unwrap_or(2000.0),
             },
             webhook_concurrency: s.webhook_concurrency.unwrap_or(64),
+            queue_webhook_bytes: s.queue_webhook_bytes.unwrap_or(64 << 20),
+            queue_total_bytes: s.queue_total_bytes.unwrap_or(256 << 20),
             url_policy: UrlPolicy {
                 deny_private: s.webhook_deny_private.unwrap_or(false),
             },

@@ -21,6 +21,8 @@ pub const WEBHOOK_ATTEMPTS: &str = "bridge_webhook_attempts_total";
 pub const WEBHOOK_LATENCY: &str = "bridge_webhook_duration_seconds";
 /// Webhook messages dropped (queue full), by reason.
 pub const WEBHOOK_DROPPED: &str = "bridge_webhook_dropped_total";
+/// Bytes of messages waiting in memory for webhook deliveries.
+pub const QUEUED_BYTES: &str = "bridge_webhook_queued_bytes";
 /// Emits sent to clients, by outcome.
 pub const EMITS: &str = "bridge_emits_total";
 /// Sockets an emit with acknowledgements reached (acks plus time-outs).

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { createServer, connect as tcpConnect } from "node:net";
 import { createServer as createHttpServer } from "node:http";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric } from "./harness.mjs";
 
 /** A loopback port nothing listens on (bound, then released). */
@@ -311,6 +312,44 @@ test("WebSocket clients hold their connection slot until they close", async () =
     assert.match(served.data(), /^HTTP\/1.1 200/);
     for (const c of clients) c.close();
   } finally {
+    await bridge.stop();
+  }
+});
+
+/** Resident memory of process `pid`, MiB. */
+function rssMiB(pid) {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"));
+  return Number(line.split(/\s+/)[1]) / 1024;
+}
+
+test("a hanging webhook holds at most its byte budget in memory; beyond it events are refused with queue_full", async () => {
+  const hanging = createHttpServer(() => {}); // never answers
+  hanging.listen(0, "127.0.0.1");
+  await once(hanging, "listening");
+  const bridge = await startBridge({ BRIDGE_QUEUE_WEBHOOK_BYTES: String(8 << 20), BRIDGE_QUEUE_TOTAL_BYTES: String(16 << 20) });
+  try {
+    const ns = await bridge.createNamespace({ name: "/chat" });
+    await bridge.createWebhook(ns.id, { url: `http://127.0.0.1:${hanging.address().port}/`, events: ["*"], timeout_ms: 60000 });
+    await sleep(300);
+    const socket = await connected("v4", `${bridge.url}/chat`, { transports: ["websocket"] });
+    const before = rssMiB(bridge.pid);
+    const big = "x".repeat(900_000);
+    const answers = [];
+    // 100 events of 900 KB (90 MB offered), one at a time.
+    for (let i = 0; i < 100; i++) answers.push((await emitWithAck(socket, "big", big))[0]);
+    const accepted = answers.filter((a) => a.ok === true).length;
+    const refused = answers.filter((a) => a.ok === false && a.error === "queue_full").length;
+    assert.equal(accepted + refused, 100, JSON.stringify(answers.slice(-1)));
+    assert.ok(accepted >= 8 && accepted <= 10, `accepted ${accepted}: 8 MiB of 900 KB messages (+1 in flight)`);
+    const queued = await metric(bridge, "bridge_webhook_queued_bytes");
+    assert.ok(queued <= 8 << 20, `queued ${queued}`);
+    assert.ok((await metric(bridge, "bridge_webhook_dropped_total", { reason: "queue_bytes" })) >= 80);
+    const grown = rssMiB(bridge.pid) - before;
+    assert.ok(grown < 60, `RSS grew ${grown.toFixed(1)} MiB for 90 MB offered`);
+    socket.close();
+  } finally {
+    hanging.closeAllConnections();
+    hanging.close();
     await bridge.stop();
   }
 });

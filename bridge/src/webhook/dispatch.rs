@@ -19,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::outbox::{Outbox, Prior, Receipt, Refused};
+use super::queue_budget::{Charge, QueueBudget};
 use super::sender::{Attempt, Message, Sender, loggable_url};
 use crate::stats::Counters;
 
@@ -78,6 +79,8 @@ pub struct Dispatcher {
     outstanding: AtomicUsize,
     /// The durable outbox.
     pub outbox: Arc<Outbox>,
+    /// Bytes queued in memory.
+    budget: Arc<QueueBudget>,
 }
 
 impl Dispatcher {
@@ -87,9 +90,11 @@ impl Dispatcher {
         counters: Arc<Counters>,
         concurrency: usize,
         sender: Sender,
+        budget: Arc<QueueBudget>,
     ) -> Self {
         Self {
             sender,
+            budget,
             limits: Mutex::new(HashMap::new()),
             concurrency: concurrency.max(1),
             counters,
@@ -250,10 +255,13 @@ fn backoff(attempt: u32) -> Duration {
     exp.min(MAX_DELAY).mul_f64(rand::random_range(0.5..=1.0))
 }
 
+/// A queued job and the bytes it holds in the budget until its delivery ends.
+type Queued = (Job, Charge);
+
 /// The queues of one socket, one per webhook; dropping them lets the workers finish and stop.
 #[derive(Default)]
 pub struct SocketQueues {
-    senders: Mutex<HashMap<String, mpsc::Sender<Job>>>,
+    senders: Mutex<HashMap<String, mpsc::Sender<Queued>>>,
 }
 
 impl SocketQueues {
@@ -267,8 +275,18 @@ impl SocketQueues {
     }
 
     /// Queues `job` behind this socket's earlier messages to the same webhook.
-    /// A full queue drops the job (counted and logged) and returns it.
+    /// A full queue, or one over the byte budget, drops the job (counted and logged) and
+    /// returns it.
     pub fn enqueue(&self, dispatcher: &Arc<Dispatcher>, job: Job) -> Result<(), Box<Job>> {
+        let Some(charge) = dispatcher
+            .budget
+            .charge(&job.webhook.id, job.message.body.len())
+        else {
+            metrics::counter!(crate::metrics::WEBHOOK_DROPPED, "reason" => "queue_bytes")
+                .increment(1);
+            tracing::warn!(webhook = %job.webhook.id, event = %job.message.event, "webhook queue over its byte budget; message refused");
+            return Err(Box::new(job));
+        };
         let tx = {
             let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
             senders
@@ -277,10 +295,11 @@ impl SocketQueues {
                 .clone()
         };
         dispatcher.outstanding.fetch_add(1, Ordering::AcqRel);
-        tx.try_send(job).map_err(|err| {
+        tx.try_send((job, charge)).map_err(|err| {
             dispatcher.outstanding.fetch_sub(1, Ordering::AcqRel);
-            let job = match err {
-                mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => job,
+            let (job, _charge) = match err {
+                mpsc::error::TrySendError::Full(queued)
+                | mpsc::error::TrySendError::Closed(queued) => queued,
             };
             metrics::counter!(crate::metrics::WEBHOOK_DROPPED, "reason" => "queue_full").increment(1);
             tracing::warn!(webhook = %job.webhook.id, event = %job.message.event, "webhook queue full; message dropped");
@@ -289,11 +308,12 @@ impl SocketQueues {
     }
 }
 
-fn spawn_worker(dispatcher: Arc<Dispatcher>) -> mpsc::Sender<Job> {
-    let (tx, mut rx) = mpsc::channel::<Job>(QUEUE_CAPACITY);
+fn spawn_worker(dispatcher: Arc<Dispatcher>) -> mpsc::Sender<Queued> {
+    let (tx, mut rx) = mpsc::channel::<Queued>(QUEUE_CAPACITY);
     tokio::spawn(async move {
-        while let Some(mut job) = rx.recv().await {
+        while let Some((mut job, charge)) = rx.recv().await {
             let outcome = dispatcher.deliver(&job).await;
+            drop(charge);
             if let Some(on_done) = job.on_done.take() {
                 on_done(outcome);
             }

@@ -3,6 +3,7 @@
 pub mod body;
 pub mod dispatch;
 pub mod outbox;
+pub mod queue_budget;
 pub mod reply;
 pub mod resolve;
 pub mod sender;
