@@ -121,6 +121,9 @@ pub struct Settings {
     /// Connections open at once on the public listener (the admin one: at most 1024) [default: 16384].
     #[arg(long, env = "BRIDGE_MAX_CONNECTIONS", global = true)]
     pub max_connections: Option<usize>,
+    /// Longest a write to a client that stopped reading may wait before its connection is closed, ms [default: 20000].
+    #[arg(long, env = "BRIDGE_WRITE_TIMEOUT_MS", global = true)]
+    pub write_timeout_ms: Option<u64>,
     /// Time a client has to send a request's headers, ms [default: 10000].
     #[arg(long, env = "BRIDGE_HEADER_TIMEOUT_MS", global = true)]
     pub header_timeout_ms: Option<u64>,
@@ -176,6 +179,7 @@ impl Settings {
             queue_webhook_bytes: self.queue_webhook_bytes.or(lower.queue_webhook_bytes),
             queue_total_bytes: self.queue_total_bytes.or(lower.queue_total_bytes),
             header_timeout_ms: self.header_timeout_ms.or(lower.header_timeout_ms),
+            write_timeout_ms: self.write_timeout_ms.or(lower.write_timeout_ms),
             ping_interval_ms: self.ping_interval_ms.or(lower.ping_interval_ms),
             ping_timeout_ms: self.ping_timeout_ms.or(lower.ping_timeout_ms),
             connect_timeout_ms: self.connect_timeout_ms.or(lower.connect_timeout_ms),
@@ -353,6 +357,7 @@ impl Config {
             listen_limits: Limits {
                 max_connections: s.max_connections.unwrap_or(16_384),
                 header_timeout: Duration::from_millis(s.header_timeout_ms.unwrap_or(10_000)),
+                write_timeout: Duration::from_millis(s.write_timeout_ms.unwrap_or(20_000)),
             },
             outbox: OutboxConfig {
                 schedule: Schedule::parse(s.outbox_schedule.as_deref().unwrap_or(DEFAULT_SCHEDULE))
@@ -406,6 +411,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_connections",
                 "must be greater than 0".into(),
+            ));
+        }
+        if self.listen_limits.write_timeout < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid(
+                "write_timeout_ms",
+                "must be at least 100".into(),
             ));
         }
         if self.listen_limits.header_timeout < Duration::from_millis(100) {

@@ -4,6 +4,7 @@
 //! `axum::serve` sets neither a header-read timeout nor a connection cap, so a client that opens
 //! connections and trickles headers could hold every file descriptor of the process.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +32,9 @@ pub struct Limits {
     /// Time a client has to send a request's headers; also how long a keep-alive connection may
     /// stay idle between requests.
     pub header_timeout: Duration,
+    /// Longest a write to a client may wait for room (a client that stopped reading): then the
+    /// connection fails and is closed.
+    pub write_timeout: Duration,
 }
 
 /// Serves `router` on `listener` until `stop` turns true, then lets open connections finish for
@@ -73,7 +77,7 @@ pub async fn serve(
             name,
             remote,
             router: router.clone(),
-            header_timeout: limits.header_timeout,
+            limits,
             slot,
         };
         tokio::spawn(connection.run(stream, stop.clone()));
@@ -157,7 +161,7 @@ struct Connection {
     name: &'static str,
     remote: SocketAddr,
     router: Router,
-    header_timeout: Duration,
+    limits: Limits,
     slot: OwnedSemaphorePermit,
 }
 
@@ -181,10 +185,15 @@ impl Connection {
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout)
+            .header_read_timeout(self.limits.header_timeout)
             .keep_alive(true);
         let io = Held {
             io: TokioIo::new(stream),
+            write_timeout: self.limits.write_timeout,
+            stalled: None,
+            dead: false,
+            reader: None,
+            listener: self.name,
             _slot: self.slot,
             _gauge: Gauge::open(self.name),
         };
@@ -201,7 +210,7 @@ impl Connection {
                 connection.await
             }
             // hyper's header timeout starts only once the next request's first bytes arrive.
-            () = activity.idle_for(self.header_timeout) => {
+            () = activity.idle_for(self.limits.header_timeout) => {
                 connection.as_mut().graceful_shutdown();
                 connection.await
             }
@@ -231,10 +240,54 @@ impl Drop for Gauge {
 
 /// The connection's transport with its slot: a WebSocket upgrade takes the transport over, so
 /// the slot (and the gauge) stay taken until the WebSocket closes, not just its handshake.
+///
+/// Writes that wait for room longer than the write timeout fail. A client that stops reading
+/// would otherwise block its WebSocket writer forever, and engineioxide's heartbeat close waits
+/// behind that writer: the socket would stay listed, holding its queued messages.
 struct Held {
     io: TokioIo<TcpStream>,
+    write_timeout: Duration,
+    /// Running while a write waits for room.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Set once a write timed out: reads and writes fail from then on.
+    dead: bool,
+    /// The waiting reader, woken when the connection dies so that its session closes now
+    /// rather than at the next heartbeat timeout.
+    reader: Option<std::task::Waker>,
+    listener: &'static str,
     _slot: OwnedSemaphorePermit,
     _gauge: Gauge,
+}
+
+impl Held {
+    /// What a write that could not proceed returns: still pending, or an error past the timeout.
+    fn wait_for_room<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        let timeout = self.write_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                self.stalled = None;
+                self.dead = true;
+                if let Some(reader) = self.reader.take() {
+                    reader.wake();
+                }
+                metrics::counter!(crate::metrics::SLOW_READERS_CLOSED, "listener" => self.listener)
+                    .increment(1);
+                tracing::info!(
+                    listener = self.listener,
+                    "closing a connection whose client stopped reading"
+                );
+                Poll::Ready(Err(stopped_reading()))
+            }
+        }
+    }
+}
+
+fn stopped_reading() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading")
 }
 
 impl hyper::rt::Read for Held {
@@ -243,7 +296,14 @@ impl hyper::rt::Read for Held {
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        if self.dead {
+            return Poll::Ready(Err(stopped_reading()));
+        }
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if read.is_pending() {
+            self.reader = Some(cx.waker().clone());
+        }
+        read
     }
 }
 
@@ -253,7 +313,16 @@ impl hyper::rt::Write for Held {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        if self.dead {
+            return Poll::Ready(Err(stopped_reading()));
+        }
+        match Pin::new(&mut self.io).poll_write(cx, buf) {
+            Poll::Pending => self.wait_for_room(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -273,6 +342,15 @@ impl hyper::rt::Write for Held {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        if self.dead {
+            return Poll::Ready(Err(stopped_reading()));
+        }
+        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
+            Poll::Pending => self.wait_for_room(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
     }
 }

@@ -13,6 +13,8 @@ pub const CONNECTIONS: &str = "bridge_connections";
 pub const HTTP_CONNECTIONS: &str = "bridge_http_connections";
 /// Connections closed at once because the listener's cap was reached, by listener.
 pub const CONNECTIONS_REFUSED: &str = "bridge_connections_refused_total";
+/// Connections closed because their client stopped reading (writes waited past the timeout).
+pub const SLOW_READERS_CLOSED: &str = "bridge_slow_readers_closed_total";
 /// Client events received, by namespace.
 pub const EVENTS_RECEIVED: &str = "bridge_events_received_total";
 /// Webhook attempts, by outcome.

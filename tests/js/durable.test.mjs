@@ -27,11 +27,13 @@ async function switchableReceiver(state, { delayMs = 0 } = {}) {
     const now = (inFlight.get(id) ?? 0) + 1;
     inFlight.set(id, now);
     receiver.maxConcurrentPerId = Math.max(receiver.maxConcurrentPerId, now);
-    req.mode = state.mode;
+    // The answer is decided on arrival, so that `mode` says what this request was answered.
+    const mode = state.mode;
+    req.mode = mode;
     try {
-      if (state.mode === "hang") await sleep(60000);
+      if (mode === "hang") await sleep(60000);
       if (delayMs) await sleep(delayMs);
-      if (state.mode === "down") return { status: 503 };
+      if (mode === "down") return { status: 503 };
       return { status: 200, body: state.reply ?? {} };
     } finally {
       inFlight.set(id, inFlight.get(id) - 1);

@@ -353,3 +353,39 @@ test("a hanging webhook holds at most its byte budget in memory; beyond it event
     await bridge.stop();
   }
 });
+
+test("a WebSocket client that stops reading is disconnected after the write timeout; the others go on", async () => {
+  const env = await setup({ hooks: [{ events: ["$disconnect"] }], env: { BRIDGE_WRITE_TIMEOUT_MS: "2000" } });
+  try {
+    const key = await env.bridge.createKey(["/chat"]);
+    await sleep(300);
+    const stuck = await connected("v4", env.url, { transports: ["websocket"] });
+    const healthy = await connected("v4", env.url, { transports: ["websocket"] });
+    const stuckId = stuck.id;
+    let healthyGot = 0;
+    healthy.on("flood", () => healthyGot++);
+    // The stuck client stops reading its TCP stream: the bridge's writes to it soon wait for room.
+    stuck.io.engine.transport.ws._socket.pause();
+    const listed = async () => (await env.bridge.v1("GET", "/v1/sockets?namespace=/chat", key)).body.sockets.map((s) => s.id);
+    const chunk = "y".repeat(200_000);
+    const started = Date.now();
+    let rounds = 0;
+    // Bounded: at most 300 emits of 200 KB (60 MB), or until the stuck socket is gone.
+    while (rounds < 300 && (await listed()).includes(stuckId)) {
+      const res = await env.bridge.v1("POST", "/v1/emit", key, { namespace: "/chat", event: "flood", data: chunk });
+      assert.equal(res.status, 200);
+      rounds++;
+      await sleep(20);
+    }
+    assert.ok(!(await listed()).includes(stuckId), `still listed after ${rounds} emits`);
+    assert.ok(Date.now() - started < 30000, "evicted within the timeout plus the time to fill the buffers");
+    assert.ok((await metric(env.bridge, "bridge_slow_readers_closed_total", { listener: "public" })) >= 1);
+    await env.receiver.waitFor((r) => r.some((d) => d.json?.type === "disconnect" && d.json.socket.id === stuckId), 10000);
+    assert.ok(healthy.connected);
+    await until(() => healthyGot === rounds, 5000, "the healthy client got every emit");
+    healthy.close();
+    stuck.close();
+  } finally {
+    await env.close();
+  }
+});
