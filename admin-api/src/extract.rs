@@ -34,8 +34,15 @@ where
     }
 }
 
-/// Parses `bytes` as `T`, naming the JSON path of the first error.
+/// Parses `bytes` as `T`, naming the JSON path of the first error. Every body is a JSON object
+/// (serde would otherwise read a struct from an array: `[null, null]` as a patch of nothing).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| path_error(err, ""))
 }
@@ -45,6 +52,9 @@ pub fn from_value<T: DeserializeOwned>(
     value: serde_json::Value,
     prefix: &str,
 ) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::invalid(prefix, "must be a JSON object"));
+    }
     serde_path_to_error::deserialize(value).map_err(|err| path_error(err, prefix))
 }
 

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { createServer, connect as tcpConnect } from "node:net";
 import { createServer as createHttpServer } from "node:http";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
+import { readFileSync, existsSync, statSync } from "node:fs";
 import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric } from "./harness.mjs";
 
 /** A loopback port nothing listens on (bound, then released). */
@@ -387,5 +387,42 @@ test("a WebSocket client that stops reading is disconnected after the write time
     stuck.close();
   } finally {
     await env.close();
+  }
+});
+
+test("failures of large events to a dead endpoint are recorded without their bodies: the store stays small", async () => {
+  const db = freshSqlite();
+  const bridge = await startBridge({ DATABASE_URL: db.url });
+  try {
+    const ns = await bridge.createNamespace({ name: "/chat" });
+    // A reply webhook answers acks: each event is tried once and recorded as failed at once.
+    await bridge.createWebhook(ns.id, { url: `http://127.0.0.1:${await deadPort()}/`, events: ["*"], reply: true });
+    await sleep(300);
+    const socket = await connected("v4", `${bridge.url}/chat`, { transports: ["websocket"] });
+    const big = "z".repeat(900_000);
+    for (let i = 0; i < 60; i++) {
+      const [answer] = await emitWithAck(socket, "big", big);
+      assert.equal(answer.error, "webhook_failed");
+    }
+    // 54 MB offered; the failure log keeps at most 64 KiB of body per delivery (these: none).
+    const list = await until(async () => {
+      const res = await fetch(`${bridge.adminUrl}/admin/deliveries?status=failed&limit=1000`, { headers: { authorization: `Bearer ${bridge.token}` } });
+      const text = await res.text();
+      return JSON.parse(text).deliveries.length === 60 && text;
+    }, 10000, "sixty failures recorded");
+    assert.ok(list.length < 100_000, `listing is ${list.length} bytes`);
+    const [first] = JSON.parse(list).deliveries;
+    assert.ok(first.size > 900_000);
+    const detail = (await bridge.admin("GET", `/admin/deliveries/${first.id}`)).body;
+    assert.equal(detail.payload, null);
+    const retry = await bridge.admin("POST", `/admin/deliveries/${first.id}/retry`);
+    assert.equal(retry.status, 409);
+    assert.match(retry.body.error.message, /too large to keep/);
+    const path = db.url.replace("sqlite://", "");
+    const bytes = [path, `${path}-wal`].filter(existsSync).reduce((n, p) => n + statSync(p).size, 0);
+    assert.ok(bytes < 10 * 1024 * 1024, `store files hold ${bytes} bytes`);
+    socket.close();
+  } finally {
+    await bridge.stop();
   }
 });

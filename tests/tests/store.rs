@@ -33,6 +33,7 @@ on_both_engines!(
     outbox_leases_expire_renew_and_release,
     outbox_usage_prune_and_retry_dead,
     concurrent_changes_are_all_kept,
+    a_failure_without_its_body_is_not_retried,
 );
 
 async fn store(engine: Engine) -> Store {
@@ -93,6 +94,7 @@ fn delivery(webhook_id: &str, status: DeliveryStatus) -> NewDelivery {
         webhook_id: webhook_id.into(),
         event: "message".into(),
         payload: r#"{"type":"event","args":[1,"two"]}"#.into(),
+        size: 33,
         socket_id: Some("sock1".into()),
         seq: Some(3),
         status,
@@ -673,4 +675,27 @@ async fn concurrent_changes_are_all_kept(store: Store) {
     assert!(renames.iter().all(Result::is_ok), "{renames:?}");
     let name = store.get_namespace(&ns.id).await.unwrap().name;
     assert_eq!(name.matches('-').count(), 10, "{name}");
+}
+
+/// A failure whose body was too large to keep lists its size, shows no payload, and refuses a
+/// retry (it would send `null`).
+async fn a_failure_without_its_body_is_not_retried(store: Store) {
+    let ns = namespace("/big");
+    store.create_namespace(&ns).await.unwrap();
+    let hook = webhook(&ns.id);
+    store.create_webhook(&hook).await.unwrap();
+    let mut big = delivery(&hook.id, DeliveryStatus::Failed);
+    big.payload = "null".into();
+    big.size = 900_000;
+    store.insert_delivery(&big).await.unwrap();
+    let read = store.get_delivery(&big.id).await.unwrap();
+    assert!(read.payload.is_null());
+    assert_eq!(read.summary.size, 900_000);
+    assert!(matches!(
+        store.retry_delivery(&big.id).await,
+        Err(StoreError::Conflict(msg)) if msg.contains("too large")
+    ));
+    let small = delivery(&hook.id, DeliveryStatus::Failed);
+    store.insert_delivery(&small).await.unwrap();
+    assert!(store.retry_delivery(&small.id).await.is_ok());
 }

@@ -58,8 +58,10 @@ pub struct ApiKeyCreated {
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// A label for humans.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     /// Namespace names, or `["*"]` for all.
+    #[schema(value_type = Vec<NamespaceSelector>, min_items = 1)]
     pub namespaces: Vec<String>,
 }
 
@@ -124,3 +126,12 @@ mod tests {
         assert!(err.to_string().starts_with("namespaces[1]"), "{err}");
     }
 }
+
+/// A namespace name, or `*` for all (documentation only: keys store plain strings).
+#[derive(ToSchema)]
+#[schema(
+    pattern = r"^(\*|/([A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*)?)$",
+    max_length = 128
+)]
+#[expect(dead_code, reason = "a schema for the OpenAPI document only")]
+pub struct NamespaceSelector(String);

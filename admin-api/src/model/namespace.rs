@@ -141,6 +141,7 @@ impl JwtAuth {
 #[serde(deny_unknown_fields)]
 pub struct NewNamespace {
     /// `/` or `/segment[/segment…]`.
+    #[schema(pattern = r"^/([A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*)?$", max_length = 128)]
     pub name: String,
     /// Defaults to `{"mode": "none"}`.
     #[serde(default)]
@@ -160,6 +161,7 @@ impl NewNamespace {
 #[serde(deny_unknown_fields)]
 pub struct NamespacePatch {
     /// New name.
+    #[schema(pattern = r"^/([A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*)?$", max_length = 128)]
     pub name: Option<String>,
     /// New auth; a JWT auth without `secret` keeps the current secret.
     pub auth: Option<NamespaceAuth>,

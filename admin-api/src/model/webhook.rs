@@ -114,8 +114,10 @@ pub struct SecretRotated {
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// Where deliveries are POSTed.
+    #[schema(pattern = r"^https?://[^/?#\s]+")]
     pub url: String,
     /// At least one event pattern.
+    #[schema(min_items = 1)]
     pub events: Vec<String>,
     /// `whsec_` + base64; generated when absent.
     pub secret: Option<String>,
@@ -127,6 +129,7 @@ pub struct NewWebhook {
     pub durable: bool,
     /// Default 5000.
     #[serde(default = "default_timeout")]
+    #[schema(minimum = 1, maximum = 60000)]
     pub timeout_ms: u64,
     /// Static extra headers.
     #[serde(default)]
@@ -162,14 +165,17 @@ impl NewWebhook {
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
     /// New URL.
+    #[schema(pattern = r"^https?://[^/?#\s]+")]
     pub url: Option<String>,
     /// New event patterns.
+    #[schema(min_items = 1)]
     pub events: Option<Vec<String>>,
     /// New reply flag.
     pub reply: Option<bool>,
     /// New durable flag.
     pub durable: Option<bool>,
     /// New timeout.
+    #[schema(minimum = 1, maximum = 60000)]
     pub timeout_ms: Option<u64>,
     /// New static headers (replaces all of them).
     pub headers: Option<BTreeMap<String, String>>,

@@ -64,7 +64,63 @@ pub fn openapi_document(parts: Vec<utoipa::openapi::OpenApi>) -> serde_json::Val
     for part in parts {
         doc.merge(part);
     }
-    serde_json::to_value(&doc).unwrap_or_default()
+    let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+    add_common_responses(&mut doc);
+    doc
+}
+
+/// The answers every operation of a kind can give, added once here rather than on each
+/// handler: 401 where a token is required, 400/413/415 where a JSON body is read, 404 where a
+/// path names a resource, 429 on the rate-limited emit API, 503 when the store (or, for the emit
+/// API, the cluster adapter) is unreachable.
+fn add_common_responses(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(ops) = item.as_object_mut() else {
+            continue;
+        };
+        for op in ops.values_mut() {
+            let secured = op
+                .get("security")
+                .is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty()));
+            let emit_api = path.starts_with("/v1/");
+            let mut codes = vec![("503", "The store (or the cluster adapter) is unavailable")];
+            if secured {
+                codes.push(("401", "Missing or invalid bearer token"));
+            }
+            if op.get("requestBody").is_some() {
+                codes.push((
+                    "400",
+                    "Malformed or invalid body; the message names the field",
+                ));
+                codes.push(("413", "Body too large"));
+                codes.push(("415", "Content type is not application/json"));
+            }
+            if path.contains('{') {
+                codes.push(("404", "No such resource"));
+            }
+            if emit_api {
+                codes.push(("400", "Invalid query or body; the message names the field"));
+                codes.push(("403", "This API key may not act on the namespace"));
+                codes.push(("404", "No such namespace"));
+                codes.push(("429", "Over the key's rate limit; see Retry-After"));
+            }
+            let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) else {
+                continue;
+            };
+            for (code, description) in codes {
+                responses.entry(code).or_insert_with(|| {
+                    json!({
+                        "description": description,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                    })
+                });
+            }
+        }
+    }
 }
 
 /// Serves the document (public: it holds no secrets).

@@ -46,8 +46,10 @@ pub struct NewDelivery {
     pub webhook_id: String,
     /// Event name.
     pub event: String,
-    /// The JSON body as sent.
+    /// The JSON body as sent, or `null` when it was not kept (see `size`).
     pub payload: String,
+    /// Bytes of the body as sent.
+    pub size: i64,
     /// The socket, when known.
     pub socket_id: Option<String>,
     /// The body's sequence number, when known.
@@ -84,7 +86,7 @@ impl Store {
         .bind(&new.payload)
         .bind(new.socket_id.as_deref())
         .bind(new.seq)
-        .bind(i64::try_from(new.payload.len()).unwrap_or(i64::MAX))
+        .bind(new.size)
         .bind(new.status.as_str())
         .bind(i64::try_from(new.history.len()).unwrap_or(i64::MAX))
         .bind(new.next_attempt_at.map(|t| t.0))
@@ -145,15 +147,19 @@ impl Store {
         let done = sqlx::query(
             "UPDATE deliveries SET manual = CASE WHEN status = 'pending' THEN manual ELSE 1 END, \
              status = 'pending', next_attempt_at = $1, updated_at = $1 \
-             WHERE id = $2 AND (lease_until IS NULL OR lease_until < $1)",
+             WHERE id = $2 AND (lease_until IS NULL OR lease_until < $1) AND payload <> 'null'",
         )
         .bind(now)
         .bind(id)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
-            // Either it does not exist (404) or a node holds it right now.
-            self.get_delivery(id).await?;
+            // It does not exist (404), its body was not kept, or a node holds it right now.
+            if self.get_delivery(id).await?.payload.is_null() {
+                return Err(StoreError::Conflict(format!(
+                    "the body of delivery {id} was too large to keep, so it cannot be sent again"
+                )));
+            }
             return Err(StoreError::Conflict(format!(
                 "delivery {id} is being sent right now"
             )));

@@ -25,6 +25,9 @@ use crate::stats::Counters;
 
 /// Messages waiting per (socket, webhook) before new ones are dropped.
 pub const QUEUE_CAPACITY: usize = 1024;
+/// Largest body kept in the failure log of non-durable webhooks; larger ones are recorded
+/// without it.
+pub const FAILURE_PAYLOAD_LIMIT: usize = 64 * 1024;
 /// Attempts of a retried (non-reply) delivery.
 const MAX_ATTEMPTS: u32 = 5;
 /// First retry delay; doubled each time, with jitter.
@@ -229,11 +232,19 @@ impl Dispatcher {
             "webhook delivery failed"
         );
         let body: serde_json::Value = serde_json::from_slice(&job.message.body).unwrap_or_default();
+        // A large body is not kept: the failure log records that it failed, not what it carried
+        // (a client with 1 MB events and a dead endpoint would fill the disk otherwise).
+        let payload = if job.message.body.len() <= FAILURE_PAYLOAD_LIMIT {
+            String::from_utf8_lossy(&job.message.body).into_owned()
+        } else {
+            "null".to_owned()
+        };
         let record = NewDelivery {
             id: job.message.id.clone(),
             webhook_id: job.webhook.id.clone(),
             event: job.message.event.clone(),
-            payload: String::from_utf8_lossy(&job.message.body).into_owned(),
+            payload,
+            size: i64::try_from(job.message.body.len()).unwrap_or(i64::MAX),
             socket_id: body["socket"]["id"].as_str().map(str::to_owned),
             seq: body["seq"].as_i64(),
             status: DeliveryStatus::Failed,
