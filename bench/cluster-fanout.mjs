@@ -11,9 +11,8 @@
 
 import { readFileSync } from "node:fs";
 import { spawn } from "node:child_process";
-import { createServer, connect as tcpConnect } from "node:net";
-import { once } from "node:events";
-import { startBridge, freshPostgres, connected, until, sleep } from "../tests/js/harness.mjs";
+import { connect as tcpConnect } from "node:net";
+import { startBridge, freshPostgres, connected, until, sleep, freePort } from "../tests/js/harness.mjs";
 
 const ADAPTER = process.argv[2] ?? "redis";
 const CLIENTS = Number(process.argv[3] ?? 1000);
@@ -31,14 +30,6 @@ const rssMiB = (pid) => {
   return Math.round(Number(line.split(/\s+/)[1]) / 1024);
 };
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-
-async function freePort() {
-  const server = createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address();
-  server.close();
-  return port;
-}
 
 const accepts = (port) =>
   new Promise((resolve) => {

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer, connect as tcpConnect } from "node:net";
+import { connect as tcpConnect } from "node:net";
 import { once } from "node:events";
 import {
   startBridge,
@@ -18,20 +18,11 @@ import {
   until,
   sleep,
   metric,
+  freePort,
 } from "./harness.mjs";
 
 const SECRET = "cluster-secret";
 const auth = { mode: "jwt", algorithm: "HS256", secret: SECRET, timeout_ms: 5000 };
-
-/** A free TCP port on loopback. */
-async function freePort() {
-  const server = createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address();
-  server.close();
-  await once(server, "close");
-  return port;
-}
 
 /** Whether something accepts TCP connections on `port`. */
 function accepts(port) {

@@ -2,21 +2,12 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, connect as tcpConnect } from "node:net";
+import { connect as tcpConnect } from "node:net";
 import { createServer as createHttpServer } from "node:http";
 import { once } from "node:events";
 import { readFileSync, existsSync, statSync } from "node:fs";
-import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric } from "./harness.mjs";
+import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, freePort } from "./harness.mjs";
 
-/** A loopback port nothing listens on (bound, then released). */
-async function deadPort() {
-  const server = createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address();
-  server.close();
-  await once(server, "close");
-  return port;
-}
 
 for (const [engine, fresh] of [["Postgres", freshPostgres], ["SQLite", freshSqlite]]) {
   test(`${engine}: the node that took an admin write serves it when it answers`, async () => {
@@ -81,7 +72,7 @@ test("a failing webhook's credentials and query secrets appear in no log line an
   try {
     const ns = await bridge.createNamespace({ name: "/chat" });
     // A port nothing listens on: every attempt fails to connect, then the delivery fails for good.
-    const dead = await deadPort();
+    const dead = await freePort();
     const url = `http://hookuser:hookpassword@127.0.0.1:${dead}/hook?token=querysecret`;
     const hook = await bridge.createWebhook(ns.id, { url, events: ["*"] });
     await sleep(300);
@@ -396,7 +387,7 @@ test("failures of large events to a dead endpoint are recorded without their bod
   try {
     const ns = await bridge.createNamespace({ name: "/chat" });
     // A reply webhook answers acks: each event is tried once and recorded as failed at once.
-    await bridge.createWebhook(ns.id, { url: `http://127.0.0.1:${await deadPort()}/`, events: ["*"], reply: true });
+    await bridge.createWebhook(ns.id, { url: `http://127.0.0.1:${await freePort()}/`, events: ["*"], reply: true });
     await sleep(300);
     const socket = await connected("v4", `${bridge.url}/chat`, { transports: ["websocket"] });
     const big = "z".repeat(900_000);

@@ -234,6 +234,22 @@ impl Store {
         })
     }
 
+    /// The row `select` (plain, and with `FOR UPDATE`) reads by id inside `tx`, locked against
+    /// concurrent writers until `tx` ends: `FOR UPDATE` on Postgres; on SQLite `BEGIN IMMEDIATE`
+    /// already serializes writers.
+    async fn locked_row(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        (select, select_for_update): (&'static str, &'static str),
+        id: &str,
+    ) -> Result<Option<AnyRow>, StoreError> {
+        let sql = match self.engine {
+            Engine::Postgres => select_for_update,
+            Engine::Sqlite => select,
+        };
+        Ok(sqlx::query(sql).bind(id).fetch_optional(&mut **tx).await?)
+    }
+
     /// Bumps the catalog version inside `tx`, commits, and wakes the local catalog.
     async fn commit_change(&self, mut tx: Transaction<'static, Any>) -> Result<(), StoreError> {
         sqlx::query("UPDATE catalog_version SET version = version + 1 WHERE id = 1")

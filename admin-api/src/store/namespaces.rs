@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Engine, Store, StoreError, conflict_on_unique, json_column, to_json};
+use super::{Store, StoreError, conflict_on_unique, json_column, to_json};
 use crate::model::{Namespace, Timestamp};
 
 /// Column list of every SELECT and INSERT here (a macro, so SQL stays `&'static str`).
@@ -61,21 +61,17 @@ impl Store {
         change: impl FnOnce(Namespace) -> Result<Namespace, E>,
     ) -> Result<Namespace, E> {
         let mut tx = self.begin().await?;
-        let sql = match self.engine {
-            Engine::Postgres => {
-                concat!(
-                    "SELECT ",
-                    columns!(),
-                    " FROM namespaces WHERE id = $1 FOR UPDATE"
-                )
-            }
-            Engine::Sqlite => concat!("SELECT ", columns!(), " FROM namespaces WHERE id = $1"),
-        };
-        let row = sqlx::query(sql)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::from)?
+        let select = (
+            concat!("SELECT ", columns!(), " FROM namespaces WHERE id = $1"),
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM namespaces WHERE id = $1 FOR UPDATE"
+            ),
+        );
+        let row = self
+            .locked_row(&mut tx, select, id)
+            .await?
             .ok_or_else(|| not_found(id))?;
         let ns = change(namespace_from_row(&row)?)?;
         sqlx::query("UPDATE namespaces SET name = $1, auth = $2, updated_at = $3 WHERE id = $4")

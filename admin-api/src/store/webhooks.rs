@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Engine, Store, StoreError, flag_column, json_column, to_json};
+use super::{Store, StoreError, flag_column, json_column, to_json};
 use crate::model::{Timestamp, Webhook};
 
 /// Column list of every SELECT and INSERT here (a macro, so SQL stays `&'static str`).
@@ -104,21 +104,17 @@ impl Store {
         change: impl FnOnce(Webhook) -> Result<Webhook, E>,
     ) -> Result<Webhook, E> {
         let mut tx = self.begin().await?;
-        let sql = match self.engine {
-            Engine::Postgres => {
-                concat!(
-                    "SELECT ",
-                    columns!(),
-                    " FROM webhooks WHERE id = $1 FOR UPDATE"
-                )
-            }
-            Engine::Sqlite => concat!("SELECT ", columns!(), " FROM webhooks WHERE id = $1"),
-        };
-        let row = sqlx::query(sql)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::from)?
+        let select = (
+            concat!("SELECT ", columns!(), " FROM webhooks WHERE id = $1"),
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM webhooks WHERE id = $1 FOR UPDATE"
+            ),
+        );
+        let row = self
+            .locked_row(&mut tx, select, id)
+            .await?
             .ok_or_else(|| not_found(id))?;
         let hook = change(webhook_from_row(&row)?)?;
         let (previous, until) = split_previous(&hook);
