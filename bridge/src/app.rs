@@ -27,7 +27,7 @@ use crate::config::{AdapterKind, Config};
 use crate::emit_api::auth::KeyActivity;
 use crate::emit_api::{EmitDoc, EmitState};
 use crate::health::Readiness;
-use crate::listener::{self, Limits};
+use crate::listener::{self, Connections, Limits};
 use crate::socket::v2_compat::{V2Compat, fix_v2_connect};
 use crate::socket::{Gateway, Parts};
 use crate::stats::{Counters, NodeView};
@@ -83,6 +83,7 @@ pub struct Application {
     dispatcher: Arc<Dispatcher>,
     sockets: Arc<dyn SocketServer>,
     limits: Limits,
+    connections: Arc<Connections>,
 }
 
 /// Channel prefix of both adapters, so the bridge's traffic is told apart from other users'.
@@ -128,6 +129,7 @@ impl Application {
         ));
         outbox::worker::spawn(outbox, dispatcher.clone(), catalog.clone());
         let cluster = Cluster::new(&config.node_id, config.adapter);
+        let connections = Arc::new(Connections::default());
         let public = PublicSide {
             config: &config,
             parts: Parts {
@@ -135,6 +137,7 @@ impl Application {
                 dispatcher: dispatcher.clone(),
                 counters: counters.clone(),
                 cluster: cluster.clone(),
+                connections: connections.clone(),
             },
             keys: KeyActivity::start(config.api_rate, store.clone()),
             readiness: Readiness {
@@ -169,6 +172,7 @@ impl Application {
             dispatcher,
             sockets,
             limits: config.listen_limits,
+            connections,
         };
         tracing::info!(
             node = %cluster.node_id,
@@ -223,6 +227,7 @@ impl Application {
             self.public,
             self.public_router,
             self.limits,
+            self.connections,
             stop_rx.clone(),
             DRAIN_TIMEOUT,
         );
@@ -235,6 +240,7 @@ impl Application {
             self.admin,
             self.admin_router,
             admin_limits,
+            Arc::new(Connections::default()),
             stop_rx,
             DRAIN_TIMEOUT,
         );

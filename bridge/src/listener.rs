@@ -4,10 +4,11 @@
 //! `axum::serve` sets neither a header-read timeout nor a connection cap, so a client that opens
 //! connections and trickles headers could hold every file descriptor of the process.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -37,6 +38,59 @@ pub struct Limits {
     pub write_timeout: Duration,
 }
 
+/// A connection's end, shared between its transport and whoever may close it.
+#[derive(Default)]
+struct Kill {
+    dead: AtomicBool,
+    /// The waiting reader, woken when the connection dies so that its session closes now
+    /// rather than at the next heartbeat timeout.
+    reader: Mutex<Option<std::task::Waker>>,
+}
+
+impl Kill {
+    fn kill(&self) {
+        self.dead.store(true, Ordering::Release);
+        if let Some(reader) = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            reader.wake();
+        }
+    }
+
+    fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+}
+
+/// The open connections of a listener by client address, so that one can be closed from
+/// elsewhere: a socket whose authentication timed out takes its Engine.IO connection with it.
+#[derive(Default)]
+pub struct Connections {
+    open: Mutex<HashMap<SocketAddr, Arc<Kill>>>,
+}
+
+impl Connections {
+    /// Closes the connection from `remote`, if it is open; reads and writes on it fail from now.
+    pub fn close(&self, remote: &SocketAddr) -> bool {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.get(remote).map(|kill| kill.kill()).is_some()
+    }
+
+    fn add(&self, remote: SocketAddr) -> Arc<Kill> {
+        let kill = Arc::new(Kill::default());
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(remote, kill.clone());
+        kill
+    }
+
+    fn remove(&self, remote: &SocketAddr, kill: &Arc<Kill>) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.get(remote).is_some_and(|k| Arc::ptr_eq(k, kill)) {
+            open.remove(remote);
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `stop` turns true, then lets open connections finish for
 /// at most `drain`.
 pub async fn serve(
@@ -44,6 +98,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    connections: Arc<Connections>,
     stop: watch::Receiver<bool>,
     drain: Duration,
 ) {
@@ -79,6 +134,7 @@ pub async fn serve(
             router: router.clone(),
             limits,
             slot,
+            connections: connections.clone(),
         };
         tokio::spawn(connection.run(stream, stop.clone()));
     }
@@ -163,6 +219,7 @@ struct Connection {
     router: Router,
     limits: Limits,
     slot: OwnedSemaphorePermit,
+    connections: Arc<Connections>,
 }
 
 impl Connection {
@@ -191,8 +248,9 @@ impl Connection {
             io: TokioIo::new(stream),
             write_timeout: self.limits.write_timeout,
             stalled: None,
-            dead: false,
-            reader: None,
+            kill: self.connections.add(remote),
+            remote,
+            connections: self.connections.clone(),
             listener: self.name,
             _slot: self.slot,
             _gauge: Gauge::open(self.name),
@@ -249,11 +307,11 @@ struct Held {
     write_timeout: Duration,
     /// Running while a write waits for room.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Set once a write timed out: reads and writes fail from then on.
-    dead: bool,
-    /// The waiting reader, woken when the connection dies so that its session closes now
-    /// rather than at the next heartbeat timeout.
-    reader: Option<std::task::Waker>,
+    /// Set once a write timed out or the connection was closed from elsewhere: reads and
+    /// writes fail from then on.
+    kill: Arc<Kill>,
+    remote: SocketAddr,
+    connections: Arc<Connections>,
     listener: &'static str,
     _slot: OwnedSemaphorePermit,
     _gauge: Gauge,
@@ -270,10 +328,7 @@ impl Held {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
                 self.stalled = None;
-                self.dead = true;
-                if let Some(reader) = self.reader.take() {
-                    reader.wake();
-                }
+                self.kill.kill();
                 metrics::counter!(crate::metrics::SLOW_READERS_CLOSED, "listener" => self.listener)
                     .increment(1);
                 tracing::info!(
@@ -290,18 +345,35 @@ fn stopped_reading() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading")
 }
 
+fn closed() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "connection closed by the bridge",
+    )
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.connections.remove(&self.remote, &self.kill);
+    }
+}
+
 impl hyper::rt::Read for Held {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if self.dead {
-            return Poll::Ready(Err(stopped_reading()));
+        if self.kill.is_dead() {
+            return Poll::Ready(Err(closed()));
         }
         let read = Pin::new(&mut self.io).poll_read(cx, buf);
         if read.is_pending() {
-            self.reader = Some(cx.waker().clone());
+            *self.kill.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+            // Killed between the check and the registration: wake now rather than never.
+            if self.kill.is_dead() {
+                cx.waker().wake_by_ref();
+            }
         }
         read
     }
@@ -313,8 +385,8 @@ impl hyper::rt::Write for Held {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        if self.dead {
-            return Poll::Ready(Err(stopped_reading()));
+        if self.kill.is_dead() {
+            return Poll::Ready(Err(closed()));
         }
         match Pin::new(&mut self.io).poll_write(cx, buf) {
             Poll::Pending => self.wait_for_room(cx),
@@ -342,8 +414,8 @@ impl hyper::rt::Write for Held {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        if self.dead {
-            return Poll::Ready(Err(stopped_reading()));
+        if self.kill.is_dead() {
+            return Poll::Ready(Err(closed()));
         }
         match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
             Poll::Pending => self.wait_for_room(cx),

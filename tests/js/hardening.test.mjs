@@ -4,9 +4,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect as tcpConnect } from "node:net";
 import { createServer as createHttpServer } from "node:http";
+import { Manager } from "socket.io-client";
+import { WebSocket } from "ws";
 import { once } from "node:events";
 import { readFileSync, existsSync, statSync } from "node:fs";
-import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, freePort } from "./harness.mjs";
+import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, freePort, next } from "./harness.mjs";
 
 
 for (const [engine, fresh] of [["Postgres", freshPostgres], ["SQLite", freshSqlite]]) {
@@ -415,5 +417,40 @@ test("failures of large events to a dead endpoint are recorded without their bod
     socket.close();
   } finally {
     await bridge.stop();
+  }
+});
+
+test("a socket that never authenticates takes its WebSocket connection with it, unless the connection has other sockets", async () => {
+  const env = await setup({ auth: { mode: "jwt", algorithm: "HS256", secret: "timeout-secret", timeout_ms: 500 } });
+  try {
+    await env.bridge.createNamespace({ name: "/open" });
+    await sleep(300);
+    // A raw Engine.IO client that answers pings and never closes by itself (a hostile one would not).
+    const raw = new WebSocket(`${env.bridge.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`);
+    const frames = [];
+    raw.on("message", (data) => {
+      const text = data.toString();
+      frames.push(text);
+      if (text === "2") raw.send("3");
+      if (text.startsWith("0{")) raw.send("40/chat,");
+    });
+    const closed = new Promise((resolve) => raw.once("close", resolve));
+    const outcome = await Promise.race([closed.then(() => "closed"), sleep(4000).then(() => "still open")]);
+    assert.equal(outcome, "closed", `frames: ${frames.join(" | ")}`);
+    assert.ok(frames.some((f) => f.startsWith('42/chat,["authenticate_failed"')), frames.join(" | "));
+
+    // Multiplexed with another namespace: only the timed-out socket goes, the connection stays.
+    const manager = new Manager(env.bridge.url, { transports: ["websocket"], reconnection: false });
+    const chat = manager.socket("/chat");
+    const open = manager.socket("/open");
+    await Promise.all([once(chat, "connect"), once(open, "connect")]);
+    await next(chat, "authenticate_failed", 5000);
+    await sleep(800);
+    assert.ok(open.connected, "the other namespace's socket stays connected");
+    assert.equal(manager.engine.readyState, "open");
+    chat.close();
+    open.close();
+  } finally {
+    await env.close();
   }
 });

@@ -20,6 +20,9 @@ use crate::catalog::NamespaceEntry;
 use crate::webhook::body::{Body, Handshake, Kind};
 use crate::webhook::{Job, Message, Mode, Outcome, Reply, message_id};
 
+/// Wait between a timed-out socket's last packets and the close of its connection.
+const CLOSE_GRACE: Duration = Duration::from_millis(200);
+
 /// Why a connection is refused; the client's `connect_error` carries this message.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
@@ -94,6 +97,9 @@ fn on_connect<A: Adapter>(gateway: Arc<Gateway<A>>, socket: SocketRef<A>) {
     let Some(session) = socket.extensions.get::<Session>() else {
         return;
     };
+    if let Some(remote) = client_address(&socket) {
+        gateway.count_socket(remote, 1);
+    }
     socket.join(vec![socket.id.to_string(), gateway.cluster.node_room()]);
     socket.on_fallback(Forwarder(gateway.clone()));
     {
@@ -179,9 +185,38 @@ fn await_authentication<A: Adapter>(
                 "authenticate_failed",
                 &json!({"message": "authentication timed out"}),
             );
-            let _ = socket.disconnect();
+            close_after_timeout(&gateway, socket);
         }
     });
+}
+
+/// Disconnects a socket whose authentication timed out and, when it was the only socket of its
+/// WebSocket connection, closes that connection too: socketioxide would keep the Engine.IO
+/// connection (and whatever it buffers, such as a half-sent binary packet) open.
+fn close_after_timeout<A: Adapter>(gateway: &Arc<Gateway<A>>, socket: SocketRef<A>) {
+    let remote = client_address(&socket);
+    let websocket = socket.transport_type() == socketioxide::TransportType::Websocket;
+    let alone = remote.is_some_and(|r| gateway.count_socket(r, 0) == 1);
+    let _ = socket.disconnect();
+    if let (Some(remote), true, true) = (remote, websocket, alone) {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            // Time for `authenticate_failed` and the DISCONNECT packet to go out first.
+            tokio::time::sleep(CLOSE_GRACE).await;
+            if gateway.connections.close(&remote) {
+                tracing::debug!(%remote, "closed the connection of a socket that never authenticated");
+            }
+        });
+    }
+}
+
+/// The client's address as the listener saw it (it identifies the TCP connection).
+fn client_address<A: Adapter>(socket: &SocketRef<A>) -> Option<std::net::SocketAddr> {
+    socket
+        .req_parts()
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0)
 }
 
 /// The `authenticate` event: `{"token": "..."}`.
@@ -228,6 +263,9 @@ async fn on_disconnect<A: Adapter>(
     socket: SocketRef<A>,
     reason: DisconnectReason,
 ) {
+    if let Some(remote) = client_address(&socket) {
+        gateway.count_socket(remote, -1);
+    }
     let Some(session) = socket.extensions.get::<Session>() else {
         return;
     };
@@ -363,10 +401,8 @@ fn handshake<A: Adapter>(socket: &SocketRef<A>, auth: Option<&Value>, jwt: bool)
             Some((name.to_owned(), value.to_owned()))
         })
         .collect();
-    let address = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.to_string())
+    let address = client_address(socket)
+        .map(|a| a.to_string())
         .unwrap_or_default();
     Handshake {
         auth,

@@ -13,7 +13,8 @@ pub mod forward;
 pub mod session;
 pub mod v2_compat;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use socketioxide::SocketIo;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use crate::catalog::{Catalog, CatalogData};
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::listener::Connections;
 use crate::stats::Counters;
 use crate::webhook::Dispatcher;
 use session::RateLimit;
@@ -47,6 +49,10 @@ pub struct Gateway<A: Adapter> {
     pub rate: RateLimit,
     /// This node and its adapter's health.
     pub cluster: Cluster,
+    /// The public listener's open connections (to close one whose socket timed out).
+    pub connections: Arc<Connections>,
+    /// Namespace sockets per client connection, to know when a socket is its connection's only one.
+    per_connection: Mutex<HashMap<SocketAddr, usize>>,
     registered: Mutex<HashSet<String>>,
     /// The catalog version whose namespaces are registered.
     applied: watch::Sender<i64>,
@@ -64,6 +70,26 @@ pub struct Parts {
     pub counters: Arc<Counters>,
     /// This node.
     pub cluster: Cluster,
+    /// The public listener's open connections.
+    pub connections: Arc<Connections>,
+}
+
+impl<A: Adapter> Gateway<A> {
+    /// Counts a namespace socket in (`+1`) or out (`-1`) of its client connection; returns how
+    /// many the connection has now.
+    pub fn count_socket(&self, remote: SocketAddr, change: isize) -> usize {
+        let mut counts = self
+            .per_connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(remote).or_insert(0);
+        *count = count.saturating_add_signed(change);
+        let now = *count;
+        if now == 0 {
+            counts.remove(&remote);
+        }
+        now
+    }
 }
 
 impl<A: Adapter + DefinedAdapter> Gateway<A> {
@@ -79,6 +105,7 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             dispatcher,
             counters,
             cluster,
+            connections,
         } = parts;
         let (layer, io) = SocketIo::builder()
             .ping_interval(config.ping_interval)
@@ -96,6 +123,8 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             counters,
             rate: config.event_rate,
             cluster,
+            connections,
+            per_connection: Mutex::new(HashMap::new()),
             registered: Mutex::new(HashSet::new()),
             applied: watch::Sender::new(0),
             root_in_store: Mutex::new(false),
