@@ -8,7 +8,7 @@ import { Manager } from "socket.io-client";
 import { WebSocket } from "ws";
 import { once } from "node:events";
 import { readFileSync, existsSync, statSync } from "node:fs";
-import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, freePort, next } from "./harness.mjs";
+import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, freePort, next, onAnyEvent } from "./harness.mjs";
 
 
 for (const [engine, fresh] of [["Postgres", freshPostgres], ["SQLite", freshSqlite]]) {
@@ -450,6 +450,27 @@ test("a socket that never authenticates takes its WebSocket connection with it, 
     assert.equal(manager.engine.readyState, "open");
     chat.close();
     open.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("a reply's emit larger than the clients' max payload is dropped and counted; the client stays connected", async () => {
+  const env = await setup({
+    env: { BRIDGE_MAX_PAYLOAD: "10000" },
+    hooks: [{ events: ["ask"], reply: true }],
+    handler: () => ({ body: { ack: "ok", emit: [{ event: "big", data: "x".repeat(20000) }, { event: "small", data: "fits" }] } }),
+  });
+  try {
+    const v2 = await connected("v2", env.url, { transports: ["websocket"] });
+    const got = [];
+    onAnyEvent(v2, (event) => got.push(event));
+    assert.deepEqual(await emitWithAck(v2, "ask", 1), ["ok"]);
+    await until(() => got.includes("small"), 3000, "the small emit arrives");
+    assert.deepEqual(got, ["small"]);
+    assert.ok(v2.connected);
+    assert.equal(await metric(env.bridge, "bridge_emits_total", { outcome: "too_large" }), 1);
+    v2.close();
   } finally {
     await env.close();
   }

@@ -133,7 +133,7 @@ fn activate<A: Adapter>(
     socket.leave(INERT_ROOM);
     // Its rooms, then its emits, before the `$connect` body below lists the rooms.
     if let Some(reply) = session.take_connect_reply() {
-        apply_reply(socket, None, reply);
+        apply_reply(socket, None, reply, gateway.max_payload);
     }
     session.activate();
     if session.mark_counted() {

@@ -105,10 +105,10 @@ fn forward<A: Adapter>(
             event: event.clone(),
             body: bytes.clone(),
         };
-        let on_done = sub
-            .webhook
-            .reply
-            .then(|| on_reply(socket.clone(), if targeted { ack.take() } else { None }));
+        let on_done = sub.webhook.reply.then(|| {
+            let ack = if targeted { ack.take() } else { None };
+            on_reply(socket.clone(), ack, gateway.max_payload)
+        });
         let job = Job {
             webhook: sub.webhook.clone(),
             message,
@@ -196,12 +196,15 @@ fn answer<A: Adapter>(ack: Option<Ack<A>>, value: serde_json::Value) {
 }
 
 /// What to do with a reply webhook's answer: ack (when it answers one), rooms, emits.
-fn on_reply<A: Adapter>(socket: SocketRef<A>, ack: Option<Ack<A>>) -> OnDone {
+fn on_reply<A: Adapter>(socket: SocketRef<A>, ack: Option<Ack<A>>, max_payload: usize) -> OnDone {
     Box::new(move |outcome| match outcome {
         // The sender let only well-formed replies through.
-        Outcome::Delivered(answer) => {
-            apply_reply(&socket, ack, Reply::parse(&answer).unwrap_or_default())
-        }
+        Outcome::Delivered(answer) => apply_reply(
+            &socket,
+            ack,
+            Reply::parse(&answer).unwrap_or_default(),
+            max_payload,
+        ),
         Outcome::Failed(status) => {
             answer(ack, json!({"error": "webhook_failed", "status": status}))
         }
@@ -210,7 +213,12 @@ fn on_reply<A: Adapter>(socket: SocketRef<A>, ack: Option<Ack<A>>) -> OnDone {
 }
 
 /// Applies a reply: the ack first, then joins and leaves, then the emits in order.
-pub fn apply_reply<A: Adapter>(socket: &SocketRef<A>, ack: Option<Ack<A>>, reply: Reply) {
+pub fn apply_reply<A: Adapter>(
+    socket: &SocketRef<A>,
+    ack: Option<Ack<A>>,
+    reply: Reply,
+    max_payload: usize,
+) {
     if let Some(ack) = ack {
         ack.send(reply.ack.unwrap_or_default());
     }
@@ -221,11 +229,19 @@ pub fn apply_reply<A: Adapter>(socket: &SocketRef<A>, ack: Option<Ack<A>>, reply
         socket.leave(reply.leave);
     }
     for (event, args) in reply.emit {
-        send(socket, event, &args);
+        send(socket, event, &args, max_payload);
     }
 }
 
-fn send<A: Adapter>(socket: &SocketRef<A>, event: String, args: &Args) {
+/// Emits a reply's event to its socket; one larger than the clients' limit is dropped (a v2
+/// client would be disconnected for it), counted and logged, as the emit API refuses it.
+fn send<A: Adapter>(socket: &SocketRef<A>, event: String, args: &Args, max_payload: usize) {
+    let size = serde_json::to_vec(&(&event, &args.0)).map_or(0, |v| v.len());
+    if size > max_payload {
+        metrics::counter!(crate::metrics::EMITS, "outcome" => "too_large").increment(1);
+        tracing::warn!(sid = %socket.id, %event, size, max_payload, "reply emit over BRIDGE_MAX_PAYLOAD dropped");
+        return;
+    }
     if let Err(err) = socket.emit(event, args) {
         metrics::counter!(crate::metrics::EMITS, "outcome" => "dropped").increment(1);
         tracing::debug!(sid = %socket.id, %err, "emit to socket failed");
@@ -259,7 +275,10 @@ pub fn deliver_lifecycle<A: Adapter>(
                 body: bytes.clone(),
             },
             mode: Mode::Retry,
-            on_done: sub.webhook.reply.then(|| on_reply(socket.clone(), None)),
+            on_done: sub
+                .webhook
+                .reply
+                .then(|| on_reply(socket.clone(), None, gateway.max_payload)),
             durable: None,
         };
         if let Err(why) = enqueue(gateway, socket, session, job, body.seq) {

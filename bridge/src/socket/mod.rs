@@ -47,6 +47,8 @@ pub struct Gateway<A: Adapter> {
     pub counters: Arc<Counters>,
     /// Per-socket event rate limit.
     pub rate: RateLimit,
+    /// Largest message clients accept (`BRIDGE_MAX_PAYLOAD`), bytes.
+    pub max_payload: usize,
     /// This node and its adapter's health.
     pub cluster: Cluster,
     /// The public listener's open connections (to close one whose socket timed out).
@@ -122,6 +124,7 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             dispatcher,
             counters,
             rate: config.event_rate,
+            max_payload: usize::try_from(config.max_payload).unwrap_or(usize::MAX),
             cluster,
             connections,
             per_connection: Mutex::new(HashMap::new()),
