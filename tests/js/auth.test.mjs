@@ -109,7 +109,8 @@ test("without a handshake token a socket is inert until authenticate succeeds", 
     }
     const events = env.receiver.events().map((d) => d.json.event);
     assert.ok(!events.includes("early"), "nothing is forwarded before authentication");
-    assert.equal(env.receiver.events("connect").length, 2, "$connect is sent once authenticated");
+    const connects = env.receiver.events("connect").map((d) => d.json.socket.user_id);
+    assert.deepEqual(connects, ["late-v4", "late-v2"], "$connect is sent once authenticated, with the late user id");
   } finally {
     await env.close();
   }
@@ -182,7 +183,7 @@ test("v2 clients on a / the store lacks are admitted but inert; v4 clients are r
   const env = await setup({ hooks: [{ events: ["*"] }] });
   try {
     const root = await connected("v2", env.bridge.url);
-    root.emit("lost", 1);
+    assert.deepEqual(await emitWithAck(root, "lost", 1), [{ error: "unauthenticated" }], "inert, and told so");
     await assert.rejects(connected("v4", env.bridge.url), { message: "Invalid namespace" });
     await sleep(300);
     assert.equal(env.receiver.received.length, 0);

@@ -2,9 +2,31 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { setup, connect, connected, next, emitWithAck, verifySignature, signedBy, hsToken, sleep } from "./harness.mjs";
+import { setup, connect, connected, next, emitWithAck, verifySignature, signedBy, hsToken, sleep, rawClient } from "./harness.mjs";
 
 const BOTH = ["v4", "v2"];
+
+test("$-names and Socket.IO's reserved names are never forwarded, even to a * webhook; their acks say reserved_event", async () => {
+  const env = await setup({ hooks: [{ events: ["*"] }] });
+  try {
+    // The official clients refuse to emit reserved names, so a raw client sends them.
+    const raw = await rawClient(env.bridge.url, "/chat");
+    raw.send('42/chat,1["$internal",1]');
+    raw.send('42/chat,2["disconnecting",1]');
+    raw.send('42/chat,3["newListener",1]');
+    raw.send('42/chat,4["allowed",1]');
+    await raw.waitFor((f) => ["1", "2", "3", "4"].every((id) => f.some((x) => x.startsWith(`43/chat,${id}[`))));
+    const ack = (id) => JSON.parse(raw.frames.find((x) => x.startsWith(`43/chat,${id}[`)).slice(`43/chat,${id}`.length));
+    for (const id of ["1", "2", "3"]) assert.deepEqual(ack(id), [{ error: "reserved_event" }], `ack ${id}`);
+    assert.deepEqual(ack("4"), [{ ok: true }]);
+    await env.receiver.waitFor((r) => r.some((d) => d.json?.event === "allowed"));
+    await sleep(200);
+    assert.deepEqual(env.receiver.events().map((d) => d.json.event), ["allowed"]);
+    raw.close();
+  } finally {
+    await env.close();
+  }
+});
 
 test("every event goes out signed (standardwebhooks verifies it) with the SPEC 5 body", async () => {
   const env = await setup({ hooks: [{ events: ["chat:*"] }, { events: ["other"] }] });

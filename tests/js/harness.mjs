@@ -13,6 +13,7 @@ import { io as ioV4 } from "socket.io-client";
 import ioV2 from "socket.io-client-v2";
 import { Webhook } from "standardwebhooks";
 import { SignJWT } from "jose";
+import { WebSocket } from "ws";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..", "..");
@@ -56,10 +57,15 @@ export async function startBridge(env = {}) {
     token,
     log: () => log,
     pid: child.pid,
+    /** SIGTERM, then SIGKILL and an error if it has not exited within 25 s (its drains take 10 s each at most). */
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, "exit");
       child.kill("SIGTERM");
-      await once(child, "exit");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 25000);
+      await exited;
+      clearTimeout(timer);
+      if (child.signalCode === "SIGKILL") throw new Error(`bridge did not stop within 25 s of SIGTERM:\n${log.slice(-2000)}`);
     },
     /** SIGKILL: no shutdown, nothing flushed or released. */
     async kill() {
@@ -351,4 +357,37 @@ export async function freePort() {
   server.close();
   await once(server, "close");
   return port;
+}
+
+/**
+ * A raw Engine.IO 4 WebSocket client of `namespace` (no socket.io-client): sends packets as
+ * written, answers pings, and records every frame, for what the official clients refuse to send.
+ */
+export async function rawClient(baseUrl, namespace) {
+  const frames = [];
+  const waiters = new Set();
+  const ws = new WebSocket(`${baseUrl.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`);
+  ws.on("message", (data) => {
+    const text = data.toString();
+    frames.push(text);
+    if (text === "2") ws.send("3");
+    if (text.startsWith("0{")) ws.send(`40${namespace},`);
+    for (const w of waiters) w();
+  });
+  const client = {
+    frames,
+    send: (packet) => ws.send(packet),
+    /** Resolves when `predicate(frames)` holds, or rejects after `ms`. */
+    waitFor(predicate, ms = 5000) {
+      if (predicate(frames)) return Promise.resolve(frames);
+      return new Promise((resolve, reject) => {
+        const check = () => predicate(frames) && (waiters.delete(check), clearTimeout(timer), resolve(frames));
+        const timer = setTimeout(() => (waiters.delete(check), reject(new Error(`raw client: ${frames.join(" | ")}`))), ms);
+        waiters.add(check);
+      });
+    },
+    close: () => ws.close(),
+  };
+  await client.waitFor((f) => f.some((x) => x.startsWith(`40${namespace},{`)));
+  return client;
 }
