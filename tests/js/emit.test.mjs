@@ -2,7 +2,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { setup, connected, hsToken, onAnyEvent, sleep, metric } from "./harness.mjs";
+import { setup, connected, hsToken, onAnyEvent, sleep, metric, until, next } from "./harness.mjs";
 
 const SECRET = "emit-secret";
 const auth = { mode: "jwt", algorithm: "HS256", secret: SECRET, timeout_ms: 5000 };
@@ -22,15 +22,27 @@ async function world() {
   for (const [name, socket] of Object.entries(sockets)) onAnyEvent(socket, (event, ...args) => inbox[name].push([event, ...args]));
   const sid = (name) => sockets[name].id.split("#").pop();
   const emit = (body) => env.bridge.v1("POST", "/v1/emit", key, { namespace: "/chat", ...body });
-  /** Emits, waits a little, returns who got what and clears the inboxes. */
+  let markers = 0;
+  /**
+   * Emits, then broadcasts a marker: a socket's messages arrive in order, so once every
+   * authenticated socket has the marker, everything the emit sent has arrived (no sleeping).
+   * Returns who got what (markers left out) and clears the inboxes.
+   */
   const deliver = async (body) => {
     const res = await emit(body);
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    await sleep(150);
-    const got = Object.fromEntries(Object.entries(inbox).map(([k, v]) => [k, v.splice(0)]));
+    const marker = ++markers;
+    assert.equal((await emit({ event: "__marker", data: marker })).status, 200);
+    const has = (name) => inbox[name].some(([event, n]) => event === "__marker" && n === marker);
+    const listening = ["alice", "bob", "carol"].filter((name) => sockets[name].connected);
+    await until(() => listening.every(has), 5000, `marker ${marker}`);
+    const got = Object.fromEntries(
+      Object.entries(inbox).map(([k, v]) => [k, v.splice(0).filter(([event]) => event !== "__marker")]),
+    );
     return got;
   };
-  const who = (got) => Object.keys(got).filter((k) => got[k].length > 0).sort();
+  /** The sockets that got something, once per message: a double delivery shows as a name twice. */
+  const who = (got) => Object.entries(got).flatMap(([k, v]) => v.map(() => k)).sort();
   return {
     env, key, sockets, inbox, sid, emit, deliver, who,
     async close() {
@@ -50,6 +62,7 @@ test("targets: everyone, rooms, except, users, sockets, combinations, and nobody
     assert.deepEqual(w.who(await w.deliver({ event: "e", users: ["bob", "carol"] })), ["bob", "carol"]);
     assert.deepEqual(w.who(await w.deliver({ event: "e", sockets: [w.sid("alice"), w.sockets.bob.id] })), ["alice", "bob"], "v2 ids with the /chat# prefix work too");
     assert.deepEqual(w.who(await w.deliver({ event: "e", rooms: ["r2"], users: ["carol"] })), ["bob", "carol"]);
+    assert.deepEqual(w.who(await w.deliver({ event: "e", rooms: ["r1"], users: ["alice"], sockets: [w.sid("alice")] })), ["alice", "bob"], "once each, though alice is named three times");
     assert.deepEqual(w.who(await w.deliver({ event: "e", sockets: [w.sid("inert")] })), [], "inert sockets are never reached");
     assert.deepEqual(w.who(await w.deliver({ event: "e", rooms: [] })), [], "an empty target list reaches nobody");
   } finally {
@@ -148,9 +161,11 @@ test("join, leave and disconnect through the API; listings with filters", async 
     const rooms = (await v1("GET", "/v1/rooms?namespace=/chat")).body.rooms;
     assert.deepEqual(rooms, ["r1", "user:alice", "user:bob", "user:carol", "vip"]);
 
-    const gone = new Promise((resolve) => w.sockets.bob.once("disconnect", resolve));
+    const gone = next(w.sockets.bob, "disconnect", 5000);
     assert.equal((await v1("POST", "/v1/disconnect", { namespace: "/chat", users: ["bob"] })).status, 200);
     await gone;
+    // Still there after a round trip, not just at the instant bob went.
+    assert.deepEqual(w.who(await w.deliver({ event: "after" })), ["alice", "carol"]);
     assert.ok(w.sockets.alice.connected && w.sockets.carol.connected);
   } finally {
     await w.close();
@@ -229,8 +244,8 @@ test("emits and sockets are counted; the emit API is in the OpenAPI document", a
   const w = await world();
   try {
     await w.deliver({ event: "counted" });
-    assert.equal((await w.env.bridge.admin("GET", "/admin/stats")).body.emits, 1);
-    assert.equal(await metric(w.env.bridge, "bridge_emits_total", { outcome: "sent" }), 1);
+    assert.equal((await w.env.bridge.admin("GET", "/admin/stats")).body.emits, 2, "the emit and deliver's marker");
+    assert.equal(await metric(w.env.bridge, "bridge_emits_total", { outcome: "sent" }), 2);
     const doc = await (await fetch(`${w.env.bridge.adminUrl}/admin/openapi.json`)).json();
     for (const path of ["/v1/emit", "/v1/emit/batch", "/v1/join", "/v1/leave", "/v1/disconnect", "/v1/sockets", "/v1/rooms"]) {
       assert.ok(doc.paths[path], `${path} documented`);
