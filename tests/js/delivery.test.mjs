@@ -2,7 +2,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { setup, startReceiver, connected, next, emitWithAck, sleep, metric } from "./harness.mjs";
+import { setup, startReceiver, connected, next, emitWithAck, sleep, metric, until } from "./harness.mjs";
 
 test("retryable failures are retried with the same webhook-id until a 2xx", async () => {
   const answers = [500, 503, 200];
@@ -13,11 +13,39 @@ test("retryable failures are retried with the same webhook-id until a 2xx", asyn
     const got = await env.receiver.waitFor((r) => r.length === 3, 10000);
     const ids = new Set(got.map((d) => d.headers["webhook-id"]));
     assert.equal(ids.size, 1, "one id on every attempt");
-    assert.ok(got[2].at - got[0].at >= 200, "backoff between attempts");
+    // 0.5 s doubling, times 50–100 %: the first gap is at least 250 ms, the second 500 ms.
+    assert.ok(got[1].at - got[0].at >= 240, `first backoff ${got[1].at - got[0].at} ms`);
+    assert.ok(got[2].at - got[1].at >= 490, `second backoff ${got[2].at - got[1].at} ms`);
     await sleep(1500);
     assert.equal(env.receiver.received.length, 3, "no attempt after the 2xx");
     const stats = await env.bridge.admin("GET", "/admin/stats");
     assert.equal(stats.body.webhooks_sent, 1);
+    socket.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("a delivery that keeps failing is tried five times, then recorded as failed", async () => {
+  const env = await setup({ hooks: [{ events: ["*"] }], handler: () => ({ status: 503 }) });
+  try {
+    const socket = await connected("v4", env.url);
+    socket.emit("doomed", 1);
+    // Backoff 0.25–0.5, 0.5–1, 1–2, 2–4 s between the five attempts.
+    const [failed] = await until(async () => {
+      const list = (await env.bridge.admin("GET", `/admin/deliveries?webhook=${env.webhooks[0].id}&status=failed`)).body.deliveries;
+      return list.length > 0 && list;
+    }, 20000, "recorded as failed");
+    assert.equal(failed.attempts, 5);
+    assert.equal(failed.last_status, 503);
+    assert.equal(env.receiver.received.length, 5);
+    assert.equal(new Set(env.receiver.received.map((d) => d.headers["webhook-id"])).size, 1);
+    const gaps = env.receiver.received.slice(1).map((d, i) => d.at - env.receiver.received[i].at);
+    gaps.forEach((gap, i) => assert.ok(gap >= 250 * 2 ** i - 10, `gap ${i + 1}: ${gap} ms`));
+    // Nothing after the last attempt.
+    await sleep(1000);
+    assert.equal(env.receiver.received.length, 5);
+    assert.equal((await env.bridge.admin("GET", "/admin/stats")).body.webhooks_failed, 1);
     socket.close();
   } finally {
     await env.close();
