@@ -147,3 +147,41 @@ fn serve_logs_listening_addresses_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The env layer through the real binary (its environment cleared): env beats the file, a flag
+/// beats env. `migrate` validates the whole configuration before touching the store.
+#[test]
+fn env_beats_the_file_and_a_flag_beats_env() {
+    let dir = std::env::temp_dir().join(format!("bridge-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bridge.toml");
+    let run = |file_payload: &str, env_payload: Option<&str>, flag_payload: Option<&str>| {
+        std::fs::write(&file, format!("max_payload = {file_payload}\n")).unwrap();
+        let mut cmd = bridge();
+        cmd.arg("migrate")
+            .env("DATABASE_URL", temp_db())
+            .env("BRIDGE_CONFIG", &file);
+        if let Some(value) = env_payload {
+            cmd.env("BRIDGE_MAX_PAYLOAD", value);
+        }
+        if let Some(value) = flag_payload {
+            cmd.args(["--max-payload", value]);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The file alone decides: 0 is refused (exit 2, naming the setting).
+    let (code, stderr) = run("0", None, None);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("max_payload"), "{stderr}");
+    // Env over the file, both ways.
+    assert_eq!(run("0", Some("5000"), None).0, Some(0));
+    assert_eq!(run("5000", Some("0"), None).0, Some(2));
+    // A flag over env, both ways.
+    assert_eq!(run("5000", Some("0"), Some("5000")).0, Some(0));
+    assert_eq!(run("5000", Some("5000"), Some("0")).0, Some(2));
+    std::fs::remove_dir_all(dir).unwrap();
+}
