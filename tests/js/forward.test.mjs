@@ -211,8 +211,12 @@ test("$connect carries the handshake; a reply may name the user, join rooms and 
         : {},
   });
   try {
-    const socket = connected("v4", `${env.url}?tenant=acme`, { auth: { name: "ann" }, extraHeaders: { origin: "http://app.test" } });
-    const s = await socket;
+    const s = connect("v4", `${env.url}?tenant=acme`, { auth: { name: "ann" }, extraHeaders: { origin: "http://app.test" } });
+    // Listening before the connection completes: the reply's emit comes right after CONNECT.
+    const hi = next(s, "hi", 5000);
+    await next(s, "connect", 5000);
+    assert.deepEqual(await hi, ["there"], "the $connect reply's emit reached the client");
+    const id = s.id;
     s.emit("said", 1);
     await env.receiver.waitFor((r) => r.some((d) => d.json?.event === "said"));
     const connects = env.receiver.events("connect");
@@ -228,7 +232,8 @@ test("$connect carries the handshake; a reply may name the user, join rooms and 
 
     s.close();
     const [gone] = (await env.receiver.waitFor((r) => r.some((d) => d.json?.type === "disconnect"))).filter((d) => d.json?.type === "disconnect");
-    assert.equal(gone.json.socket.id, s.id ?? said.socket.id);
+    assert.equal(gone.json.socket.id, id);
+    assert.equal(said.socket.id, id);
     assert.equal(typeof gone.json.reason, "string");
     assert.ok(gone.json.reason.length > 0);
   } finally {
