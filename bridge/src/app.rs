@@ -321,7 +321,6 @@ impl PublicSide<'_> {
         let emit_state = EmitState {
             gateway: gateway.clone(),
             keys: self.keys,
-            max_payload: usize::try_from(self.config.max_payload).unwrap_or(usize::MAX),
         };
         let router = Router::new()
             .route("/healthz", get(health::healthz))

@@ -318,6 +318,25 @@ struct Held {
 }
 
 impl Held {
+    /// One write through `write`: fails on a dead connection; a write that cannot proceed
+    /// waits for room under the write timeout; one that does clears the timer.
+    fn write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(&mut TokioIo<TcpStream>, &mut Context<'_>) -> Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        if self.kill.is_dead() {
+            return Poll::Ready(Err(closed()));
+        }
+        match write(&mut self.io, cx) {
+            Poll::Pending => self.wait_for_room(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
     /// What a write that could not proceed returns: still pending, or an error past the timeout.
     fn wait_for_room<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
         let timeout = self.write_timeout;
@@ -385,16 +404,7 @@ impl hyper::rt::Write for Held {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        if self.kill.is_dead() {
-            return Poll::Ready(Err(closed()));
-        }
-        match Pin::new(&mut self.io).poll_write(cx, buf) {
-            Poll::Pending => self.wait_for_room(cx),
-            ready => {
-                self.stalled = None;
-                ready
-            }
-        }
+        self.write_with(cx, |io, cx| Pin::new(io).poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -414,15 +424,6 @@ impl hyper::rt::Write for Held {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        if self.kill.is_dead() {
-            return Poll::Ready(Err(closed()));
-        }
-        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
-            Poll::Pending => self.wait_for_room(cx),
-            ready => {
-                self.stalled = None;
-                ready
-            }
-        }
+        self.write_with(cx, |io, cx| Pin::new(io).poll_write_vectored(cx, bufs))
     }
 }

@@ -32,6 +32,12 @@ pub enum PayloadError {
     MissingAttachment(u64),
 }
 
+/// Bytes of an outgoing event as clients would receive it (JSON, binaries as base64: an upper
+/// bound), to hold it against their `BRIDGE_MAX_PAYLOAD`.
+pub fn message_size(event: &str, args: &Args) -> usize {
+    serde_json::to_vec(&(event, &args.0)).map_or(0, |v| v.len())
+}
+
 /// Event name and arguments of an incoming packet, binaries as `$binary` objects.
 pub fn decode_event(
     value: &socketioxide_core::Value,

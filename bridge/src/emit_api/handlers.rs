@@ -21,7 +21,7 @@ use super::model::{
     SocketsResponse, Targets,
 };
 use crate::cluster::{NODE_ROOM_PREFIX, is_node_room};
-use crate::payload::{AckArgs, Args};
+use crate::payload::{AckArgs, Args, message_size};
 use crate::socket::session::INERT_ROOM;
 
 /// Emit an event to sockets of a namespace.
@@ -80,9 +80,9 @@ async fn send<A: Adapter>(
     caller.require(&req.namespace)?;
     let args = req.validate()?;
     // Over the clients' limit a v2 client would be disconnected for it (and a v4 one may be).
-    let size = serde_json::to_vec(&(&req.event, &args.0)).map_or(0, |v| v.len());
-    if size > state.max_payload {
-        return Err(ApiError::MessageTooLarge(size, state.max_payload));
+    let (size, max) = (message_size(&req.event, &args), state.gateway.max_payload);
+    if size > max {
+        return Err(ApiError::MessageTooLarge(size, max));
     }
     let ops = operators(state, &req.namespace, &req.targets())?;
     let answer = match (ops, req.ack_timeout_ms) {
@@ -94,11 +94,7 @@ async fn send<A: Adapter>(
         (Some(ops), None) => {
             match ops.emit(&req.event, &args).await {
                 Ok(()) => {}
-                Err(BroadcastError::Adapter(err)) => {
-                    metrics::counter!(crate::metrics::EMITS, "outcome" => "adapter_unavailable")
-                        .increment(1);
-                    return Err(adapter_failed(err));
-                }
+                Err(BroadcastError::Adapter(err)) => return Err(emit_failed(err)),
                 Err(err) => note_partial(&err),
             }
             EmitResponse {
@@ -129,6 +125,12 @@ fn adapter_failed(err: impl std::fmt::Display) -> ApiError {
     ApiError::AdapterUnavailable(err.to_string())
 }
 
+/// An emit the adapter could not pass to the other nodes: counted, and answered as such.
+fn emit_failed(err: impl std::fmt::Display) -> ApiError {
+    metrics::counter!(crate::metrics::EMITS, "outcome" => "adapter_unavailable").increment(1);
+    adapter_failed(err)
+}
+
 async fn collect_acks<A: Adapter>(
     ops: BroadcastOperators<A>,
     event: &str,
@@ -141,11 +143,7 @@ async fn collect_acks<A: Adapter>(
         .await
     {
         Ok(stream) => stream,
-        Err(EmitWithAckError::Adapter(err)) => {
-            metrics::counter!(crate::metrics::EMITS, "outcome" => "adapter_unavailable")
-                .increment(1);
-            return Err(adapter_failed(err));
-        }
+        Err(EmitWithAckError::Adapter(err)) => return Err(emit_failed(err)),
         Err(err) => {
             note_partial(&err);
             return Ok(EmitResponse {

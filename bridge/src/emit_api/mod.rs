@@ -28,8 +28,6 @@ pub struct EmitState<A: Adapter> {
     pub gateway: Arc<Gateway<A>>,
     /// Per-key rate limits and usage.
     pub keys: Arc<KeyActivity>,
-    /// Largest message clients accept (`BRIDGE_MAX_PAYLOAD`), bytes.
-    pub max_payload: usize,
 }
 
 impl<A: Adapter> Clone for EmitState<A> {
@@ -37,7 +35,6 @@ impl<A: Adapter> Clone for EmitState<A> {
         Self {
             gateway: self.gateway.clone(),
             keys: self.keys.clone(),
-            max_payload: self.max_payload,
         }
     }
 }

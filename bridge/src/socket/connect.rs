@@ -196,7 +196,7 @@ fn await_authentication<A: Adapter>(
 fn close_after_timeout<A: Adapter>(gateway: &Arc<Gateway<A>>, socket: SocketRef<A>) {
     let remote = client_address(&socket);
     let websocket = socket.transport_type() == socketioxide::TransportType::Websocket;
-    let alone = remote.is_some_and(|r| gateway.count_socket(r, 0) == 1);
+    let alone = remote.is_some_and(|r| gateway.sockets_on(r) == 1);
     let _ = socket.disconnect();
     if let (Some(remote), true, true) = (remote, websocket, alone) {
         let gateway = gateway.clone();

@@ -18,7 +18,7 @@ use super::ack::Ack;
 use super::session::{INERT_ROOM, Session};
 use crate::catalog::{NamespaceEntry, Subscription};
 use crate::cluster::{Cluster, is_node_room};
-use crate::payload::{Args, decode_event};
+use crate::payload::{Args, decode_event, message_size};
 use crate::webhook::body::{Body, Kind, SocketInfo};
 use crate::webhook::outbox::{Receipt, Refused};
 use crate::webhook::{Job, Message, Mode, OnDone, Outcome, Reply, message_id};
@@ -236,7 +236,7 @@ pub fn apply_reply<A: Adapter>(
 /// Emits a reply's event to its socket; one larger than the clients' limit is dropped (a v2
 /// client would be disconnected for it), counted and logged, as the emit API refuses it.
 fn send<A: Adapter>(socket: &SocketRef<A>, event: String, args: &Args, max_payload: usize) {
-    let size = serde_json::to_vec(&(&event, &args.0)).map_or(0, |v| v.len());
+    let size = message_size(&event, args);
     if size > max_payload {
         metrics::counter!(crate::metrics::EMITS, "outcome" => "too_large").increment(1);
         tracing::warn!(sid = %socket.id, %event, size, max_payload, "reply emit over BRIDGE_MAX_PAYLOAD dropped");

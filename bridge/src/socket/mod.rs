@@ -92,6 +92,15 @@ impl<A: Adapter> Gateway<A> {
         }
         now
     }
+
+    /// How many namespace sockets the client connection from `remote` has.
+    pub fn sockets_on(&self, remote: SocketAddr) -> usize {
+        let counts = self
+            .per_connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        counts.get(&remote).copied().unwrap_or(0)
+    }
 }
 
 impl<A: Adapter + DefinedAdapter> Gateway<A> {
@@ -109,13 +118,14 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             cluster,
             connections,
         } = parts;
+        let max_payload = usize::try_from(config.max_payload).unwrap_or(usize::MAX);
         let (layer, io) = SocketIo::builder()
             .ping_interval(config.ping_interval)
             .ping_timeout(config.ping_timeout)
             .connect_timeout(config.connect_timeout)
             .max_payload(config.max_payload)
             // `max_payload` bounds polling bodies; WebSocket messages have their own limit.
-            .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
+            .ws_max_message_size(max_payload)
             .with_adapter::<A>(adapter)
             .build_layer();
         let gateway = Arc::new(Self {
@@ -124,7 +134,7 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             dispatcher,
             counters,
             rate: config.event_rate,
-            max_payload: usize::try_from(config.max_payload).unwrap_or(usize::MAX),
+            max_payload,
             cluster,
             connections,
             per_connection: Mutex::new(HashMap::new()),
