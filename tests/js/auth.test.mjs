@@ -142,7 +142,6 @@ test("an unknown namespace answers Invalid namespace; one created later connects
     const err = await connected("v2", `${env.bridge.url}/nope`).then(() => null, (e) => e);
     assert.deepEqual(err, { message: "Invalid namespace" });
     await env.bridge.createNamespace({ name: "/later" });
-    await sleep(200);
     const socket = await connected("v4", `${env.bridge.url}/later`);
     socket.close();
   } finally {

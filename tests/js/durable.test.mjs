@@ -57,7 +57,6 @@ async function durableBridge(db, receiver, env = {}, hook = {}) {
   const bridge = await startBridge({ DATABASE_URL: db.url, BRIDGE_ADMIN_TOKEN: TOKEN, ...env });
   const ns = await bridge.createNamespace({ name: "/jobs" });
   const webhook = await bridge.createWebhook(ns.id, { url: receiver.url, events: ["*"], durable: true, ...hook });
-  await sleep(200);
   return { bridge, ns, webhook };
 }
 

@@ -2,7 +2,9 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { setup, connect, connected, next, emitWithAck, verifySignature, signedBy, hsToken, sleep, rawClient } from "./harness.mjs";
+import { createServer } from "node:http";
+import { once } from "node:events";
+import { setup, connect, connected, next, emitWithAck, verifySignature, signedBy, hsToken, sleep, rawClient, until, freePort } from "./harness.mjs";
 
 const BOTH = ["v4", "v2"];
 
@@ -65,7 +67,6 @@ test("after a secret rotation each delivery carries two signatures, each verifia
     const old = env.webhooks[0].secret;
     const rotated = await env.bridge.admin("POST", `/admin/webhooks/${env.webhooks[0].id}/rotate-secret`);
     assert.equal(rotated.status, 200);
-    await sleep(200);
     const socket = await connected("v4", env.url);
     socket.emit("x", 1);
     const [delivery] = await env.receiver.waitFor((r) => r.length === 1);
@@ -156,11 +157,13 @@ test("replies join and leave rooms and emit back, in order, after the ack", asyn
   try {
     for (const version of BOTH) {
       const socket = await connected(version, env.url);
-      const seen = [];
-      socket.on("m", (...args) => seen.push(args));
-      assert.deepEqual(await emitWithAck(socket, "enter"), ["joined"]);
-      await sleep(100);
-      assert.deepEqual(seen, [[1], [2], [3, 4]]);
+      // One log for the ack and the emits, written by the client's own callbacks: the order of
+      // arrival, not of promise resolution.
+      const log = [];
+      socket.on("m", (...args) => log.push(["m", ...args]));
+      socket.emit("enter", (...args) => log.push(["ack", ...args]));
+      await until(() => log.length >= 4, 5000, "the ack and three emits");
+      assert.deepEqual(log, [["ack", "joined"], ["m", 1], ["m", 2], ["m", 3, 4]]);
       await emitWithAck(socket, "look");
       let rooms = env.receiver.events().at(-1).json.socket.rooms;
       assert.ok(rooms.includes("lobby") && rooms.includes("team"), JSON.stringify(rooms));
@@ -177,11 +180,20 @@ test("replies join and leave rooms and emit back, in order, after the ack", asyn
 
 test("100 fire-and-forget events reach each webhook in the order sent", async () => {
   let n = 0;
+  // Requests open at once per (socket, webhook): the bridge must wait for an answer before it
+  // sends the socket's next event to the same webhook.
+  const open = new Map();
+  let mostOpen = 0;
   const env = await setup({
     hooks: [{ events: ["*"] }, { events: ["seq"], reply: true }],
-    handler: async () => {
-      // Uneven answer times: order must come from the bridge, not from luck.
+    handler: async (req) => {
+      // Set once setup returns, before the first event is sent.
+      const key = `${req.json.socket.id} ${env.webhooks.findIndex((h) => signedBy(h.secret, req))}`;
+      open.set(key, (open.get(key) ?? 0) + 1);
+      mostOpen = Math.max(mostOpen, open.get(key));
+      // Uneven answer times: a concurrent dispatcher would reorder them and overlap requests.
       if (n++ % 7 === 0) await sleep(15);
+      open.set(key, open.get(key) - 1);
       return {};
     },
   });
@@ -195,6 +207,7 @@ test("100 fire-and-forget events reach each webhook in the order sent", async ()
         const order = mine.filter((d) => signedBy(hook.secret, d)).map((d) => d.json.args[0]);
         assert.deepEqual(order, [...Array(100).keys()], `${version}: order to webhook ${hook.id}`);
       }
+      assert.equal(mostOpen, 1, `${version}: at most one request in flight per (socket, webhook)`);
       socket.close();
     }
   } finally {
@@ -294,6 +307,52 @@ test("events sent the instant a socket connects are all forwarded", async () => 
     assert.equal(got.size, sockets.length);
   } finally {
     for (const socket of sockets) socket.close();
+    await env.close();
+  }
+});
+
+test("a $connect gate that times out or cannot be reached refuses with forbidden", async () => {
+  const hanging = createServer(() => {}); // never answers
+  hanging.listen(0, "127.0.0.1");
+  await once(hanging, "listening");
+  const env = await setup({
+    hooks: [{ events: ["$connect"], reply: true, url: `http://127.0.0.1:${hanging.address().port}/`, timeout_ms: 300 }],
+  });
+  try {
+    const dead = await env.bridge.createNamespace({ name: "/dead" });
+    await env.bridge.createWebhook(dead.id, { url: `http://127.0.0.1:${await freePort()}/`, events: ["$connect"], reply: true });
+    for (const version of BOTH) {
+      // The 300 ms timeout answers well before the client's own 5 s connect wait.
+      assert.deepEqual(await connected(version, env.url).then(() => null, (e) => e.message ?? e), "forbidden", `${version}: timeout`);
+      const refused = await connected(version, `${env.bridge.url}/dead`).then(() => null, (e) => e.message ?? e);
+      assert.equal(refused, "forbidden", `${version}: connection refused`);
+    }
+  } finally {
+    hanging.closeAllConnections();
+    hanging.close();
+    await env.close();
+  }
+});
+
+test("a $connect reply may leave rooms the token gave", async () => {
+  const env = await setup({
+    auth: { mode: "jwt", algorithm: "HS256", secret: "s" },
+    hooks: [{ events: ["$connect"], reply: true }, { events: ["look"] }],
+    handler: (req) => (req.json.type === "connect" ? { body: { leave: ["banned"], join: ["extra"] } } : {}),
+  });
+  try {
+    const token = await hsToken("s", { sub: "u1", rooms: ["kept", "banned"] });
+    for (const version of BOTH) {
+      const socket = await connected(version, env.url, version === "v4" ? { auth: { token } } : { query: { token } });
+      assert.deepEqual(await emitWithAck(socket, "look"), [{ ok: true }]);
+      const [look] = (await env.receiver.waitFor((r) => r.filter((d) => d.json?.event === "look").length === 1)).filter((d) => d.json?.event === "look");
+      const rooms = look.json.socket.rooms;
+      assert.ok(rooms.includes("kept") && rooms.includes("extra") && rooms.includes("user:u1"), `${version}: ${JSON.stringify(rooms)}`);
+      assert.ok(!rooms.includes("banned"), `${version}: left banned: ${JSON.stringify(rooms)}`);
+      env.receiver.received.length = 0;
+      socket.close();
+    }
+  } finally {
     await env.close();
   }
 });

@@ -77,7 +77,6 @@ test("a failing webhook's credentials and query secrets appear in no log line an
     const dead = await freePort();
     const url = `http://hookuser:hookpassword@127.0.0.1:${dead}/hook?token=querysecret`;
     const hook = await bridge.createWebhook(ns.id, { url, events: ["*"] });
-    await sleep(300);
     const socket = await connected("v4", `${bridge.url}/chat`);
     socket.emit("ping", 1);
     const [failed] = await until(async () => {
@@ -120,7 +119,6 @@ test("a reply that is not JSON, too large, or never finishes answers the ack wit
   try {
     const ns = await bridge.createNamespace({ name: "/chat" });
     await bridge.createWebhook(ns.id, { url: `http://127.0.0.1:${server.address().port}/`, events: ["*"], reply: true, timeout_ms: 1000 });
-    await sleep(300);
     const socket = await connected("v4", `${bridge.url}/chat`);
     assert.deepEqual(await emitWithAck(socket, "ok"), ["fine"]);
     assert.deepEqual(await emitWithAck(socket, "empty"), [], "an empty 2xx body is an answer without arguments");
@@ -173,7 +171,6 @@ test("an emit larger than the clients' max payload is a 413, and no client is di
   const env = await setup({ env: { BRIDGE_MAX_PAYLOAD: "10000" } });
   try {
     const key = await env.bridge.createKey(["/chat"]);
-    await sleep(300);
     const v2 = await connected("v2", env.url, { transports: ["websocket"] });
     const v4 = await connected("v4", env.url, { transports: ["websocket"] });
     const got = { v2: [], v4: [] };
@@ -215,7 +212,6 @@ test("webhook destinations: metadata and unspecified addresses refused; private 
     }
     // Loopback in numeric form is loopback: allowed by default, and delivered.
     await open.createWebhook(nsOpen.id, { url: `http://2130706433:${port}/numeric`, events: ["*"] });
-    await sleep(300);
     const client = await connected("v4", `${open.url}/chat`);
     client.emit("hello", 1);
     await receiver.waitFor((r) => r.some((d) => d.path === "/numeric"));
@@ -227,7 +223,6 @@ test("webhook destinations: metadata and unspecified addresses refused; private 
     assert.match(refused.body.error.message, /private or loopback/);
     // A host name is checked when it is resolved: saved, then refused at send time, for good.
     const named = await closed.createWebhook(nsClosed.id, { url: `http://localhost:${port}/named`, events: ["*"] });
-    await sleep(300);
     const other = await connected("v4", `${closed.url}/chat`);
     other.emit("hello", 2);
     const [failed] = await until(async () => {
@@ -291,7 +286,6 @@ test("WebSocket clients hold their connection slot until they close", async () =
   const bridge = await startBridge({ BRIDGE_MAX_CONNECTIONS: "4" });
   try {
     await bridge.createNamespace({ name: "/chat" });
-    await sleep(300);
     const clients = [];
     for (let i = 0; i < 4; i++) clients.push(await connected("v4", `${bridge.url}/chat`, { transports: ["websocket"] }));
     assert.equal(await metric(bridge, "bridge_http_connections", { listener: "public" }), 4);
@@ -323,7 +317,6 @@ test("a hanging webhook holds at most its byte budget in memory; beyond it event
   try {
     const ns = await bridge.createNamespace({ name: "/chat" });
     await bridge.createWebhook(ns.id, { url: `http://127.0.0.1:${hanging.address().port}/`, events: ["*"], timeout_ms: 60000 });
-    await sleep(300);
     const socket = await connected("v4", `${bridge.url}/chat`, { transports: ["websocket"] });
     const before = rssMiB(bridge.pid);
     const big = "x".repeat(900_000);
@@ -351,7 +344,6 @@ test("a WebSocket client that stops reading is disconnected after the write time
   const env = await setup({ hooks: [{ events: ["$disconnect"] }], env: { BRIDGE_WRITE_TIMEOUT_MS: "2000" } });
   try {
     const key = await env.bridge.createKey(["/chat"]);
-    await sleep(300);
     const stuck = await connected("v4", env.url, { transports: ["websocket"] });
     const healthy = await connected("v4", env.url, { transports: ["websocket"] });
     const stuckId = stuck.id;
@@ -390,7 +382,6 @@ test("failures of large events to a dead endpoint are recorded without their bod
     const ns = await bridge.createNamespace({ name: "/chat" });
     // A reply webhook answers acks: each event is tried once and recorded as failed at once.
     await bridge.createWebhook(ns.id, { url: `http://127.0.0.1:${await freePort()}/`, events: ["*"], reply: true });
-    await sleep(300);
     const socket = await connected("v4", `${bridge.url}/chat`, { transports: ["websocket"] });
     const big = "z".repeat(900_000);
     for (let i = 0; i < 60; i++) {
@@ -424,7 +415,6 @@ test("a socket that never authenticates takes its WebSocket connection with it, 
   const env = await setup({ auth: { mode: "jwt", algorithm: "HS256", secret: "timeout-secret", timeout_ms: 500 } });
   try {
     await env.bridge.createNamespace({ name: "/open" });
-    await sleep(300);
     // A raw Engine.IO client that answers pings and never closes by itself (a hostile one would not).
     const raw = new WebSocket(`${env.bridge.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`);
     const frames = [];

@@ -309,8 +309,7 @@ export async function setup({ namespace = "/chat", auth, hooks = [], env, handle
   const ns = await bridge.createNamespace(auth ? { name: namespace, auth } : { name: namespace });
   const webhooks = [];
   for (const hook of hooks) webhooks.push(await bridge.createWebhook(ns.id, { url: receiver.url, ...hook }));
-  // Admin changes reach the gateway within a second; locally they are near-immediate.
-  await sleep(200);
+  // No wait: an admin write answers once this node serves it (read-your-writes).
   return {
     bridge,
     receiver,
