@@ -56,6 +56,9 @@ pub enum ApiError {
     /// for the whole cluster could reach only part of it.
     #[error("cluster adapter unavailable: {0}")]
     AdapterUnavailable(String),
+    /// This node is stopping: its sockets are gone, so it can reach none of them.
+    #[error("this node is shutting down; retry on another node")]
+    ShuttingDown,
 }
 
 impl ApiError {
@@ -86,6 +89,7 @@ impl ApiError {
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::AdapterUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "adapter_unavailable"),
+            Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { request } from "node:http";
 import { setup, connected, hsToken, onAnyEvent, sleep, metric, until, next } from "./harness.mjs";
 
 const SECRET = "emit-secret";
@@ -259,20 +260,44 @@ test("emits and sockets are counted; the emit API is in the OpenAPI document", a
   }
 });
 
-test("SIGTERM: an emit waiting for acks still gets its answer; the process then exits", async () => {
+test("SIGTERM: requests in flight get their answers (an emit waiting for acks; a body still arriving gets 503 shutting_down)", async () => {
   const env = await setup();
   try {
     const key = await env.bridge.createKey(["/chat"]);
-    const silent = await connected("v4", env.url);
+    const silent = await connected("v4", env.url, { transports: ["websocket"] });
     const got = next(silent, "ask", 5000); // the client never answers the ack
-    const pending = env.bridge.v1("POST", "/v1/emit", key, { namespace: "/chat", event: "ask", data: 1, ack_timeout_ms: 4000 });
+    const waiting = env.bridge.v1("POST", "/v1/emit", key, { namespace: "/chat", event: "ask", data: 1, ack_timeout_ms: 4000 });
     await got;
+    // A second request whose body is still on its way when the stop begins.
+    const connections = () => metric(env.bridge, "bridge_http_connections", { listener: "public" });
+    const before = await connections();
+    const body = JSON.stringify({ namespace: "/chat", event: "late", data: "x".repeat(1000) });
+    const slow = request(`${env.bridge.url}/v1/emit`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+    });
+    const slowAnswer = new Promise((resolve, reject) => {
+      slow.on("response", async (res) => {
+        let text = "";
+        for await (const chunk of res) text += chunk;
+        resolve({ status: res.statusCode, body: JSON.parse(text) });
+      });
+      slow.on("error", reject);
+    });
+    slow.write(body.slice(0, 100));
+    await until(async () => (await connections()) === before + 1, 5000, "the slow request's connection open");
+    await sleep(100); // its headers parsed: the handler is reading the body
+
     const stopping = env.bridge.stop();
-    const res = await pending;
+    const res = await waiting;
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    assert.equal(res.body.ok, true);
-    assert.deepEqual(res.body.acks, []);
-    assert.equal(res.body.timed_out, 1, "the socket closed by the stop never answered");
+    assert.deepEqual(res.body, { ok: true, acks: [], timed_out: 1 }, "the socket closed by the stop never answered");
+    await sleep(1000); // well into the drain
+    slow.end(body.slice(100));
+    // Answered, not cut off: its sockets are gone, so the node says so and another node can take it.
+    const late = await slowAnswer;
+    assert.equal(late.status, 503, JSON.stringify(late.body));
+    assert.equal(late.body.error.code, "shutting_down");
     await stopping;
   } finally {
     await env.close();

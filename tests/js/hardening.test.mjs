@@ -8,7 +8,7 @@ import { Manager } from "socket.io-client";
 import { WebSocket } from "ws";
 import { once } from "node:events";
 import { readFileSync, existsSync, statSync } from "node:fs";
-import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, freePort, next, onAnyEvent } from "./harness.mjs";
+import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, freePort, next, onAnyEvent, rawClient } from "./harness.mjs";
 
 
 for (const [engine, fresh] of [["Postgres", freshPostgres], ["SQLite", freshSqlite]]) {
@@ -461,6 +461,49 @@ test("a reply's emit larger than the clients' max payload is dropped and counted
     assert.ok(v2.connected);
     assert.equal(await metric(env.bridge, "bridge_emits_total", { outcome: "too_large" }), 1);
     v2.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("a binary packet's attachments are bounded by count, by bytes (the max payload) and by time", async () => {
+  const env = await setup({ hooks: [{ events: ["*"] }], env: { BRIDGE_MAX_PAYLOAD: "100000" } });
+  const placeholders = (n) => Array.from({ length: n }, (_, num) => ({ _placeholder: true, num }));
+  const packet = (id, event, n) => `45${n}-/chat,${id}${JSON.stringify([event, ...placeholders(n)])}`;
+  try {
+    // More than 256 attachments announced: closed at once.
+    let raw = await rawClient(env.bridge.url, "/chat");
+    raw.send(packet(1, "many", 257));
+    await raw.waitClosed();
+
+    // Two attachments of 60 KB: each under the max payload, together over it.
+    raw = await rawClient(env.bridge.url, "/chat");
+    raw.send(packet(2, "heavy", 2));
+    raw.send(Buffer.alloc(60000, 1));
+    raw.send(Buffer.alloc(60000, 2));
+    await raw.waitClosed();
+
+    // The second attachment arrives after the 10 s completion timeout.
+    raw = await rawClient(env.bridge.url, "/chat");
+    raw.send(packet(3, "late", 2));
+    raw.send(Buffer.alloc(10, 3));
+    await sleep(10500);
+    raw.send(Buffer.alloc(10, 4));
+    await raw.waitClosed();
+
+    // Within every bound: forwarded, with both attachments.
+    raw = await rawClient(env.bridge.url, "/chat");
+    raw.send(packet(4, "fits", 2));
+    raw.send(Buffer.alloc(40000, 5));
+    raw.send(Buffer.alloc(40000, 6));
+    await raw.waitFor((f) => f.some((x) => x.startsWith("43/chat,4[")));
+    await env.receiver.waitFor((r) => r.length === 1);
+    await sleep(300); // long enough for a refused packet to show up if it were forwarded
+    assert.deepEqual(env.receiver.events().map((d) => d.json.event), ["fits"]);
+    const [a, b] = env.receiver.events()[0].json.args;
+    assert.equal(Buffer.from(a.$binary, "base64").length, 40000);
+    assert.equal(Buffer.from(b.$binary, "base64")[0], 6);
+    raw.close();
   } finally {
     await env.close();
   }

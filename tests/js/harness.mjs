@@ -386,6 +386,14 @@ export async function rawClient(baseUrl, namespace) {
       });
     },
     close: () => ws.close(),
+    /** Resolves when the server closes the connection, or rejects after `ms`. */
+    waitClosed(ms = 5000) {
+      if (ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`raw client: still open after ${ms} ms`)), ms);
+        ws.once("close", () => (clearTimeout(timer), resolve()));
+      });
+    },
   };
   await client.waitFor((f) => f.some((x) => x.startsWith(`40${namespace},{`)));
   return client;

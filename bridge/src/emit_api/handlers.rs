@@ -184,6 +184,9 @@ fn operators<A: Adapter>(
     namespace: &str,
     targets: &Targets,
 ) -> Result<Option<BroadcastOperators<A>>, ApiError> {
+    if state.gateway.is_closing() {
+        return Err(ApiError::ShuttingDown);
+    }
     let not_found = || ApiError::NotFound(format!("namespace {namespace} not found"));
     if state.gateway.catalog.namespace(namespace).is_none() {
         return Err(not_found());

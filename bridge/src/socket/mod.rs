@@ -15,15 +15,23 @@ pub mod v2_compat;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
+use socketioxide::{ParserConfig, SocketIo};
 use socketioxide_core::adapter::DefinedAdapter;
 use socketioxide_core::adapter::Spawnable;
+
+/// Most attachments one binary packet may announce (socketioxide's default is 10,000).
+const MAX_ATTACHMENTS: usize = 256;
+/// Time a binary packet's attachments have to arrive; socketioxide checks it when the next
+/// attachment arrives, so an idle client holds at most `BRIDGE_MAX_PAYLOAD` until it goes.
+const ATTACHMENTS_TIMEOUT: Duration = Duration::from_secs(10);
 use tokio::sync::watch;
 
 use crate::catalog::{Catalog, CatalogData};
@@ -60,6 +68,8 @@ pub struct Gateway<A: Adapter> {
     applied: watch::Sender<i64>,
     /// Whether the store had `/` at the last catalog change.
     root_in_store: Mutex<bool>,
+    /// Set when the node starts stopping: the emit API then answers 503 `shutting_down`.
+    closing: AtomicBool,
 }
 
 /// What `build` needs besides the configuration.
@@ -77,6 +87,11 @@ pub struct Parts {
 }
 
 impl<A: Adapter> Gateway<A> {
+    /// Whether the node is stopping (its sockets are being or have been disconnected).
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
     /// Counts a namespace socket in (`+1`) or out (`-1`) of its client connection; returns how
     /// many the connection has now.
     pub fn count_socket(&self, remote: SocketAddr, change: isize) -> usize {
@@ -126,6 +141,14 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             .max_payload(config.max_payload)
             // `max_payload` bounds polling bodies; WebSocket messages have their own limit.
             .ws_max_message_size(max_payload)
+            // A binary packet's attachments together stay within the max payload too
+            // (socketioxide's default: 10 MB whatever the max payload).
+            .with_parser(
+                ParserConfig::common()
+                    .max_incoming_binary_buf_size(max_payload)
+                    .max_incoming_binaries(MAX_ATTACHMENTS)
+                    .packet_completion_timeout(ATTACHMENTS_TIMEOUT),
+            )
             .with_adapter::<A>(adapter)
             .build_layer();
         let gateway = Arc::new(Self {
@@ -141,6 +164,7 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             registered: Mutex::new(HashSet::new()),
             applied: watch::Sender::new(0),
             root_in_store: Mutex::new(false),
+            closing: AtomicBool::new(false),
         });
         // v2 clients always join `/`, so it is always registered (socketioxide cannot delete it);
         // without a `/` in the store its sockets stay inert.
@@ -224,6 +248,7 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
     /// then closes the server. `SocketIo::close` alone takes the namespaces away before closing
     /// the transports, so socketioxide 0.18.9 would run no disconnect handler.
     pub async fn close(&self) {
+        self.closing.store(true, Ordering::Release);
         let names: Vec<String> = self
             .registered
             .lock()

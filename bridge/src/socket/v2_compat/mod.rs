@@ -11,7 +11,7 @@
 //! Every other request (Engine.IO 4, v3/v4 clients) passes untouched. The upstream fix:
 //! socketioxide's protocol-4 parser should split the namespace at `?`.
 
-mod polling;
+pub mod polling;
 mod websocket;
 
 use axum::Router;
@@ -53,7 +53,7 @@ fn is_eio3(req: &Request) -> bool {
 }
 
 /// `40/chat?token=abc,` → `40/chat,`; `None` for any other packet.
-fn strip_connect_query(packet: &str) -> Option<String> {
+pub fn strip_connect_query(packet: &str) -> Option<String> {
     let ns_and_rest = packet.strip_prefix("40/")?;
     let ns_end = ns_and_rest.find(',').unwrap_or(ns_and_rest.len());
     let (namespace, rest) = ns_and_rest.split_at(ns_end);
