@@ -53,6 +53,9 @@ pub enum StartError {
         /// The error.
         source: StoreError,
     },
+    /// A secrets key is unusable.
+    #[error("{0}")]
+    SecretsKey(admin_api::store::KeyError),
     /// The adapter's service (Redis, or Postgres for the postgres adapter) is unreachable.
     #[error("{adapter} adapter: {reason}")]
     Adapter {
@@ -113,7 +116,7 @@ impl Application {
     /// Connects the store, applies migrations, loads the catalog and binds both listeners.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let store = connect_store(&config.database_url).await?;
+        let store = connect_store(&config).await?;
         let catalog = Catalog::start(store.clone())
             .await
             .map_err(|source| store_error(&config.database_url, source))?;
@@ -332,10 +335,24 @@ impl PublicSide<'_> {
     }
 }
 
-/// Connects to the store and applies migrations.
-pub async fn connect_store(url: &str) -> Result<Store, StartError> {
-    let store = Store::connect(url).await.map_err(|e| store_error(url, e))?;
+/// Connects to the store, applies migrations, and reseals stored secrets under the current
+/// secrets key (those in plaintext, or sealed with an old key).
+pub async fn connect_store(config: &Config) -> Result<Store, StartError> {
+    let url = &config.database_url;
+    let sealer = config.sealer().map_err(StartError::SecretsKey)?;
+    let key_id = sealer.key_id().map(str::to_owned);
+    let store = Store::connect(url)
+        .await
+        .map_err(|e| store_error(url, e))?
+        .with_sealer(sealer);
     store.migrate().await.map_err(|e| store_error(url, e))?;
+    let resealed = store
+        .reseal_secrets()
+        .await
+        .map_err(|e| store_error(url, e))?;
+    if let Some(key) = key_id {
+        tracing::info!(key, resealed, "secrets in the store are sealed");
+    }
     Ok(store)
 }
 

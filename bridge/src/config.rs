@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use admin_api::model::UrlPolicy;
+use admin_api::store::{KeyError, Sealer};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
@@ -85,6 +86,22 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// Key sealing webhook and JWT secrets in the store: 32 bytes, base64 [default: none].
+    #[arg(
+        long,
+        env = "BRIDGE_SECRETS_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub secrets_key: Option<String>,
+    /// Earlier secrets keys, comma-separated: they still open secrets during a rotation.
+    #[arg(
+        long,
+        env = "BRIDGE_SECRETS_OLD_KEYS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub secrets_old_keys: Option<String>,
     /// memory, redis or postgres [default: memory].
     #[arg(long, env = "BRIDGE_ADAPTER", global = true)]
     pub adapter: Option<AdapterKind>,
@@ -171,6 +188,8 @@ impl Settings {
             admin_listen: self.admin_listen.or(lower.admin_listen),
             database_url: self.database_url.or(lower.database_url),
             admin_token: self.admin_token.or(lower.admin_token),
+            secrets_key: self.secrets_key.or(lower.secrets_key),
+            secrets_old_keys: self.secrets_old_keys.or(lower.secrets_old_keys),
             adapter: self.adapter.or(lower.adapter),
             redis_url: self.redis_url.or(lower.redis_url),
             node_id: self.node_id.or(lower.node_id),
@@ -252,6 +271,10 @@ pub struct Config {
     pub database_url: String,
     /// Admin token; `None` means generate one at start.
     pub admin_token: Option<String>,
+    /// Key sealing secrets in the store (base64), if any.
+    pub secrets_key: Option<String>,
+    /// Earlier keys that still open sealed secrets.
+    pub secrets_old_keys: Vec<String>,
     /// Cluster adapter.
     pub adapter: AdapterKind,
     /// Redis URL for the redis adapter.
@@ -296,6 +319,8 @@ impl std::fmt::Debug for Config {
                 &admin_api::store::redact_url(&self.database_url),
             )
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("secrets_key", &self.secrets_key.as_ref().map(|_| "***"))
+            .field("secrets_old_keys", &self.secrets_old_keys.len())
             .field("adapter", &self.adapter)
             .field("node_id", &self.node_id)
             .field("ping_interval", &self.ping_interval)
@@ -333,6 +358,15 @@ impl Config {
                 .database_url
                 .unwrap_or_else(|| "sqlite://bridge.db".into()),
             admin_token: s.admin_token.filter(|t| !t.is_empty()),
+            secrets_key: s.secrets_key.filter(|k| !k.is_empty()),
+            secrets_old_keys: s
+                .secrets_old_keys
+                .iter()
+                .flat_map(|keys| keys.split(','))
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect(),
             adapter: s.adapter.unwrap_or_default(),
             redis_url: s.redis_url,
             node_id: s.node_id.unwrap_or_else(generated_node_id),
@@ -443,6 +477,14 @@ impl Config {
                 "1 to 64 characters among A-Z a-z 0-9 - _ .".into(),
             ));
         }
+        self.sealer()
+            .map_err(|e| ConfigError::Invalid("secrets_key", e.to_string()))?;
+        if self.secrets_key.is_none() && !self.secrets_old_keys.is_empty() {
+            return Err(ConfigError::Invalid(
+                "secrets_old_keys",
+                "old keys need a current BRIDGE_SECRETS_KEY".into(),
+            ));
+        }
         if self.adapter == AdapterKind::Redis && self.redis_url.is_none() {
             return Err(ConfigError::Invalid(
                 "redis_url",
@@ -456,6 +498,13 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The store's sealer for the configured secrets keys.
+    pub fn sealer(&self) -> Result<Sealer, KeyError> {
+        Sealer::new(self.secrets_key.as_deref(), &self.secrets_old_keys)
     }
 }
 

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         Command::Migrate => {
-            app::connect_store(&config.database_url).await?;
+            app::connect_store(&config).await?;
             tracing::info!("migrations applied");
         }
         Command::Serve => {

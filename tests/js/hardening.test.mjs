@@ -8,7 +8,7 @@ import { Manager } from "socket.io-client";
 import { WebSocket } from "ws";
 import { once } from "node:events";
 import { readFileSync, existsSync, statSync } from "node:fs";
-import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, freePort, next, onAnyEvent, rawClient } from "./harness.mjs";
+import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, freePort, next, onAnyEvent, rawClient, signedBy } from "./harness.mjs";
 
 
 for (const [engine, fresh] of [["Postgres", freshPostgres], ["SQLite", freshSqlite]]) {
@@ -507,4 +507,47 @@ test("a binary packet's attachments are bounded by count, by bytes (the max payl
   } finally {
     await env.close();
   }
+});
+
+test("BRIDGE_SECRETS_KEY seals webhook and JWT secrets in the store; without it they cannot be read; rotation reseals", async () => {
+  const db = freshSqlite();
+  const file = db.url.slice("sqlite://".length);
+  const keyA = Buffer.alloc(32, 7).toString("base64");
+  const keyB = Buffer.alloc(32, 9).toString("base64");
+  const receiver = await startReceiver();
+  const onDisk = () => ["", "-wal"].map((s) => (existsSync(file + s) ? readFileSync(file + s).toString("latin1") : "")).join("");
+  let bridge = await startBridge({ DATABASE_URL: db.url, BRIDGE_SECRETS_KEY: keyA });
+  let hook;
+  try {
+    const ns = await bridge.createNamespace({ name: "/sealed", auth: { mode: "jwt", algorithm: "HS256", secret: "jwt-shared-secret-123" } });
+    hook = await bridge.createWebhook(ns.id, { url: receiver.url, events: ["*"] });
+    assert.match(bridge.log(), /secrets in the store are sealed/);
+  } finally {
+    await bridge.stop();
+  }
+  assert.ok(!onDisk().includes(hook.secret.slice(6)), "the webhook secret is not on disk");
+  assert.ok(!onDisk().includes("jwt-shared-secret-123"), "the JWT secret is not on disk");
+  assert.ok(onDisk().includes("sealed:v1:"));
+
+  // Without the key the bridge refuses to start rather than serve without its secrets.
+  await assert.rejects(startBridge({ DATABASE_URL: db.url }), /exited with 1:[\s\S]*sealed with key [0-9a-f]{8}, which is not configured/);
+  // A malformed key is a configuration error.
+  await assert.rejects(startBridge({ DATABASE_URL: db.url, BRIDGE_SECRETS_KEY: "short" }), /exited with 2/);
+
+  // Rotation: B current, A old; everything still works, then B alone suffices.
+  bridge = await startBridge({ DATABASE_URL: db.url, BRIDGE_SECRETS_KEY: keyB, BRIDGE_SECRETS_OLD_KEYS: keyA });
+  await bridge.stop();
+  bridge = await startBridge({ DATABASE_URL: db.url, BRIDGE_SECRETS_KEY: keyB });
+  try {
+    const token = await hsToken("jwt-shared-secret-123", { sub: "sealed-user" });
+    const socket = await connected("v4", `${bridge.url}/sealed`, { auth: { token } });
+    assert.deepEqual(await emitWithAck(socket, "hello", 1), [{ ok: true }]);
+    const [delivery] = await receiver.waitFor((r) => r.length === 1);
+    assert.ok(signedBy(hook.secret, delivery), "signed with the secret given at creation");
+    socket.close();
+  } finally {
+    receiver.close();
+    await bridge.stop();
+  }
+  await assert.rejects(startBridge({ DATABASE_URL: db.url, BRIDGE_SECRETS_KEY: keyA }), /exited with 1/, "resealed: A alone no longer opens them");
 });

@@ -699,3 +699,144 @@ async fn a_failure_without_its_body_is_not_retried(store: Store) {
     store.insert_delivery(&small).await.unwrap();
     assert!(store.retry_delivery(&small.id).await.is_ok());
 }
+
+const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const KEY_B: &str = "HxwdHhsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
+
+async fn sealed_with(url: &str, key: Option<&str>, old: &[&str]) -> Store {
+    let old: Vec<String> = old.iter().map(|k| (*k).to_owned()).collect();
+    let sealer = admin_api::store::Sealer::new(key, &old).expect("keys");
+    Store::connect(url)
+        .await
+        .expect("connect")
+        .with_sealer(sealer)
+}
+
+/// What the database itself holds: the webhook secrets and the namespace's auth column.
+async fn raw_secrets(url: &str) -> Vec<String> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.expect("raw connect");
+    let mut values: Vec<String> = Vec::new();
+    for row in sqlx::query("SELECT secret, previous_secret FROM webhooks")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    {
+        use sqlx::Row;
+        values.push(row.get("secret"));
+        values.extend(row.get::<Option<String>, _>("previous_secret"));
+    }
+    for row in sqlx::query("SELECT auth FROM namespaces")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    {
+        use sqlx::Row;
+        values.push(row.get("auth"));
+    }
+    pool.close().await;
+    values
+}
+
+/// Secrets at rest: sealed with the key, readable only with it, resealed on rotation, and a
+/// plaintext store sealed in place.
+async fn secrets_are_sealed_at_rest(engine: Engine) {
+    let url = fresh_database(engine).await;
+    let plain = Store::connect(&url).await.unwrap();
+    plain.migrate().await.unwrap();
+    let mut ns = namespace("/sealed");
+    ns.auth = NamespaceAuth::Jwt(admin_api::model::JwtAuth {
+        algorithm: admin_api::model::JwtAlgorithm::HS256,
+        secret: Some("jwt-shared-secret".into()),
+        public_key: None,
+        issuer: None,
+        audience: None,
+        timeout_ms: 1000,
+    });
+    plain.create_namespace(&ns).await.unwrap();
+    let mut hook = webhook(&ns.id);
+    hook.previous_secret = Some(("whsec_previous".into(), i64::MAX));
+    plain.create_webhook(&hook).await.unwrap();
+    let secrets = [hook.secret.as_str(), "whsec_previous", "jwt-shared-secret"];
+    let shows = |raw: &[String], secret: &str| raw.iter().any(|v| v.contains(secret));
+    let raw = raw_secrets(&url).await;
+    assert!(
+        secrets.iter().all(|s| shows(&raw, s)),
+        "no key: stored as given"
+    );
+
+    // A key seals what was stored in plaintext, in place.
+    let a = sealed_with(&url, Some(KEY_A), &[]).await;
+    assert_eq!(
+        a.reseal_secrets().await.unwrap(),
+        2,
+        "one webhook, one namespace"
+    );
+    assert_eq!(
+        a.reseal_secrets().await.unwrap(),
+        0,
+        "nothing left to reseal"
+    );
+    let raw = raw_secrets(&url).await;
+    for secret in secrets {
+        assert!(!shows(&raw, secret), "{secret} still in plaintext: {raw:?}");
+    }
+    assert_eq!(
+        raw.iter().filter(|v| v.contains("sealed:v1:")).count(),
+        3,
+        "{raw:?}"
+    );
+    let read = a.get_webhook(&hook.id).await.unwrap();
+    assert_eq!(read.secret, hook.secret);
+    assert_eq!(read.previous_secret, hook.previous_secret);
+    let NamespaceAuth::Jwt(jwt) = a.get_namespace(&ns.id).await.unwrap().auth else {
+        panic!("jwt auth");
+    };
+    assert_eq!(jwt.secret.as_deref(), Some("jwt-shared-secret"));
+
+    // New writes are sealed too.
+    let second = webhook(&ns.id);
+    a.create_webhook(&second).await.unwrap();
+    assert!(!shows(&raw_secrets(&url).await, &second.secret));
+
+    // Without the key, or with another one, the secrets cannot be read.
+    let keyless = Store::connect(&url).await.unwrap();
+    assert!(matches!(
+        keyless.load_catalog().await,
+        Err(StoreError::MissingKey(_))
+    ));
+    let b_only = sealed_with(&url, Some(KEY_B), &[]).await;
+    assert!(matches!(
+        b_only.get_webhook(&hook.id).await,
+        Err(StoreError::MissingKey(_))
+    ));
+
+    // Rotation: B current, A old: readable, then resealed under B.
+    let rotating = sealed_with(&url, Some(KEY_B), &[KEY_A]).await;
+    assert_eq!(
+        rotating.get_webhook(&hook.id).await.unwrap().secret,
+        hook.secret
+    );
+    assert_eq!(rotating.reseal_secrets().await.unwrap(), 3);
+    let b_only = sealed_with(&url, Some(KEY_B), &[]).await;
+    let catalog = b_only.load_catalog().await.unwrap();
+    assert_eq!(catalog.webhooks.len(), 2);
+    assert!(catalog.webhooks.iter().any(|w| w.secret == second.secret));
+    assert!(matches!(
+        sealed_with(&url, Some(KEY_A), &[])
+            .await
+            .load_catalog()
+            .await,
+        Err(StoreError::MissingKey(_))
+    ));
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_sqlite() {
+    secrets_are_sealed_at_rest(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_postgres() {
+    secrets_are_sealed_at_rest(Engine::Postgres).await;
+}

@@ -8,6 +8,7 @@ mod api_keys;
 mod deliveries;
 mod namespaces;
 mod outbox;
+mod sealing;
 mod webhooks;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use deliveries::{DeliveryFilter, MAX_LIST_LIMIT, NewDelivery};
 pub use outbox::{ClaimedDelivery, DeliveryUpdate, MAX_BATCH_ROWS, OutboxRow, OutboxUsage};
+pub use sealing::{KeyError, Sealer};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
@@ -50,6 +52,12 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A secret is sealed with a key this process was not given.
+    #[error(
+        "a stored secret is sealed with key {0}, which is not configured \
+         (BRIDGE_SECRETS_KEY or BRIDGE_SECRETS_OLD_KEYS)"
+    )]
+    MissingKey(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(sqlx::Error),
@@ -97,6 +105,7 @@ pub struct Store {
     engine: Engine,
     changes: Arc<Notify>,
     due: Arc<Notify>,
+    sealer: Arc<Sealer>,
 }
 
 impl Store {
@@ -132,7 +141,28 @@ impl Store {
             engine,
             changes: Arc::new(Notify::new()),
             due: Arc::new(Notify::new()),
+            sealer: Arc::new(Sealer::default()),
         })
+    }
+
+    /// This store with `sealer` sealing the secrets it writes and opening those it reads.
+    pub fn with_sealer(mut self, sealer: Sealer) -> Self {
+        self.sealer = Arc::new(sealer);
+        self
+    }
+
+    /// Rewrites every stored secret that is not sealed with the current key (plaintext, or
+    /// sealed with an old key) under the current key, in one transaction; returns how many
+    /// values changed. Without a key nothing changes.
+    pub async fn reseal_secrets(&self) -> Result<usize, StoreError> {
+        if self.sealer.key_id().is_none() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        let mut changed = self.reseal_webhooks(&mut tx).await?;
+        changed += self.reseal_namespaces(&mut tx).await?;
+        tx.commit().await?;
+        Ok(changed)
     }
 
     /// Applies the embedded migrations of this engine.
@@ -198,7 +228,7 @@ impl Store {
         &self,
         sql: &'static str,
         id: &str,
-        decode: fn(&AnyRow) -> Result<T, StoreError>,
+        decode: impl FnOnce(&AnyRow) -> Result<T, StoreError>,
         missing: impl FnOnce() -> StoreError,
     ) -> Result<T, StoreError> {
         let row = sqlx::query(sql)

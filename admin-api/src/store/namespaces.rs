@@ -1,10 +1,10 @@
 //! Namespace rows.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use super::{Store, StoreError, conflict_on_unique, json_column, to_json};
-use crate::model::{Namespace, Timestamp};
+use crate::model::{Namespace, NamespaceAuth, Timestamp};
 
 /// Column list of every SELECT and INSERT here (a macro, so SQL stays `&'static str`).
 macro_rules! columns {
@@ -18,14 +18,21 @@ impl Store {
     pub async fn list_namespaces(&self) -> Result<Vec<Namespace>, StoreError> {
         let sql = concat!("SELECT ", columns!(), " FROM namespaces ORDER BY name");
         let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
-        rows.iter().map(namespace_from_row).collect()
+        rows.iter()
+            .map(|row| self.namespace_from_row(row))
+            .collect()
     }
 
     /// One namespace by id.
     pub async fn get_namespace(&self, id: &str) -> Result<Namespace, StoreError> {
         let sql = concat!("SELECT ", columns!(), " FROM namespaces WHERE id = $1");
-        self.fetch_by_id(sql, id, namespace_from_row, || not_found(id))
-            .await
+        self.fetch_by_id(
+            sql,
+            id,
+            |row| self.namespace_from_row(row),
+            || not_found(id),
+        )
+        .await
     }
 
     /// Inserts a namespace; a taken name is a conflict.
@@ -37,7 +44,7 @@ impl Store {
         )
         .bind(&ns.id)
         .bind(&ns.name)
-        .bind(to_json(&ns.auth)?)
+        .bind(self.auth_column(&ns.auth)?)
         .bind(ns.created_at.0)
         .bind(ns.updated_at.0)
         .execute(&mut *tx)
@@ -73,10 +80,10 @@ impl Store {
             .locked_row(&mut tx, select, id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        let ns = change(namespace_from_row(&row)?)?;
+        let ns = change(self.namespace_from_row(&row)?)?;
         sqlx::query("UPDATE namespaces SET name = $1, auth = $2, updated_at = $3 WHERE id = $4")
             .bind(&ns.name)
-            .bind(to_json(&ns.auth)?)
+            .bind(self.auth_column(&ns.auth)?)
             .bind(ns.updated_at.0)
             .bind(&ns.id)
             .execute(&mut *tx)
@@ -93,14 +100,69 @@ impl Store {
     }
 }
 
-fn namespace_from_row(row: &AnyRow) -> Result<Namespace, StoreError> {
-    Ok(Namespace {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        auth: json_column(row, "auth")?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        updated_at: Timestamp(row.try_get("updated_at")?),
-    })
+impl Store {
+    fn namespace_from_row(&self, row: &AnyRow) -> Result<Namespace, StoreError> {
+        let mut auth: NamespaceAuth = json_column(row, "auth")?;
+        if let NamespaceAuth::Jwt(jwt) = &mut auth {
+            jwt.secret = jwt
+                .secret
+                .as_deref()
+                .map(|s| self.sealer.open(s))
+                .transpose()?;
+        }
+        Ok(Namespace {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            auth,
+            created_at: Timestamp(row.try_get("created_at")?),
+            updated_at: Timestamp(row.try_get("updated_at")?),
+        })
+    }
+
+    /// The `auth` column: the settings as JSON, a JWT secret sealed.
+    fn auth_column(&self, auth: &NamespaceAuth) -> Result<String, StoreError> {
+        let mut auth = auth.clone();
+        if let NamespaceAuth::Jwt(jwt) = &mut auth {
+            jwt.secret = jwt
+                .secret
+                .as_deref()
+                .map(|s| self.sealer.seal(s))
+                .transpose()?;
+        }
+        to_json(&auth)
+    }
+
+    /// Reseals the JWT secrets that are not sealed with the current key; returns how many.
+    pub(super) async fn reseal_namespaces(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+    ) -> Result<usize, StoreError> {
+        let rows = sqlx::query("SELECT id, auth FROM namespaces")
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut changed = 0;
+        for row in rows {
+            let auth: NamespaceAuth = json_column(&row, "auth")?;
+            let NamespaceAuth::Jwt(mut jwt) = auth else {
+                continue;
+            };
+            let Some(secret) = jwt.secret.take() else {
+                continue;
+            };
+            if !self.sealer.needs_reseal(&secret) {
+                continue;
+            }
+            jwt.secret = Some(self.sealer.seal(&self.sealer.open(&secret)?)?);
+            let id: String = row.try_get("id")?;
+            sqlx::query("UPDATE namespaces SET auth = $1 WHERE id = $2")
+                .bind(to_json(&NamespaceAuth::Jwt(jwt))?)
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+            changed += 1;
+        }
+        Ok(changed)
+    }
 }
 
 fn not_found(id: &str) -> StoreError {

@@ -1,7 +1,7 @@
 //! Webhook rows.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use super::{Store, StoreError, flag_column, json_column, to_json};
 use crate::model::{Timestamp, Webhook};
@@ -38,13 +38,13 @@ impl Store {
                 sqlx::query(sql).fetch_all(&self.pool).await?
             }
         };
-        rows.iter().map(webhook_from_row).collect()
+        rows.iter().map(|row| self.webhook_from_row(row)).collect()
     }
 
     /// One webhook by id.
     pub async fn get_webhook(&self, id: &str) -> Result<Webhook, StoreError> {
         let sql = concat!("SELECT ", columns!(), " FROM webhooks WHERE id = $1");
-        self.fetch_by_id(sql, id, webhook_from_row, || not_found(id))
+        self.fetch_by_id(sql, id, |row| self.webhook_from_row(row), || not_found(id))
             .await
     }
 
@@ -67,13 +67,13 @@ impl Store {
             ") \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         );
-        let (previous, until) = split_previous(hook);
+        let (previous, until) = self.split_previous(hook)?;
         sqlx::query(sql)
             .bind(&hook.id)
             .bind(&hook.namespace_id)
             .bind(&hook.url)
             .bind(to_json(&hook.events)?)
-            .bind(&hook.secret)
+            .bind(self.sealer.seal(&hook.secret)?)
             .bind(previous)
             .bind(until)
             .bind(i64::from(hook.reply))
@@ -116,8 +116,8 @@ impl Store {
             .locked_row(&mut tx, select, id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        let hook = change(webhook_from_row(&row)?)?;
-        let (previous, until) = split_previous(&hook);
+        let hook = change(self.webhook_from_row(&row)?)?;
+        let (previous, until) = self.split_previous(&hook)?;
         sqlx::query(
             "UPDATE webhooks SET url = $1, events = $2, secret = $3, previous_secret = $4, \
              previous_secret_until = $5, reply = $6, durable = $7, timeout_ms = $8, headers = $9, \
@@ -125,7 +125,7 @@ impl Store {
         )
         .bind(&hook.url)
         .bind(to_json(&hook.events)?)
-        .bind(&hook.secret)
+        .bind(self.sealer.seal(&hook.secret)?)
         .bind(previous)
         .bind(until)
         .bind(i64::from(hook.reply))
@@ -149,38 +149,75 @@ impl Store {
     }
 }
 
-fn split_previous(hook: &Webhook) -> (Option<String>, Option<i64>) {
-    match &hook.previous_secret {
-        Some((secret, until)) => (Some(secret.clone()), Some(*until)),
-        None => (None, None),
-    }
-}
-
 /// Timeouts are validated to at most 60 s, so this never saturates in practice.
 fn timeout_to_i64(timeout_ms: u64) -> i64 {
     i64::try_from(timeout_ms).unwrap_or(i64::MAX)
 }
 
-fn webhook_from_row(row: &AnyRow) -> Result<Webhook, StoreError> {
-    let previous: Option<String> = row.try_get("previous_secret")?;
-    let until: Option<i64> = row.try_get("previous_secret_until")?;
-    let timeout_ms: i64 = row.try_get("timeout_ms")?;
-    Ok(Webhook {
-        id: row.try_get("id")?,
-        namespace_id: row.try_get("namespace_id")?,
-        url: row.try_get("url")?,
-        events: json_column(row, "events")?,
-        secret: row.try_get("secret")?,
-        previous_secret: previous.zip(until),
-        reply: flag_column(row, "reply")?,
-        durable: flag_column(row, "durable")?,
-        timeout_ms: u64::try_from(timeout_ms)
-            .map_err(|_| StoreError::Corrupt("timeout_ms".into()))?,
-        headers: json_column(row, "headers")?,
-        enabled: flag_column(row, "enabled")?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        updated_at: Timestamp(row.try_get("updated_at")?),
-    })
+impl Store {
+    /// The previous secret (sealed) and its end, as stored in two columns.
+    fn split_previous(&self, hook: &Webhook) -> Result<(Option<String>, Option<i64>), StoreError> {
+        Ok(match &hook.previous_secret {
+            Some((secret, until)) => (Some(self.sealer.seal(secret)?), Some(*until)),
+            None => (None, None),
+        })
+    }
+
+    fn webhook_from_row(&self, row: &AnyRow) -> Result<Webhook, StoreError> {
+        let previous: Option<String> = row.try_get("previous_secret")?;
+        let until: Option<i64> = row.try_get("previous_secret_until")?;
+        let timeout_ms: i64 = row.try_get("timeout_ms")?;
+        let secret: String = row.try_get("secret")?;
+        Ok(Webhook {
+            id: row.try_get("id")?,
+            namespace_id: row.try_get("namespace_id")?,
+            url: row.try_get("url")?,
+            events: json_column(row, "events")?,
+            secret: self.sealer.open(&secret)?,
+            previous_secret: previous
+                .map(|p| self.sealer.open(&p))
+                .transpose()?
+                .zip(until),
+            reply: flag_column(row, "reply")?,
+            durable: flag_column(row, "durable")?,
+            timeout_ms: u64::try_from(timeout_ms)
+                .map_err(|_| StoreError::Corrupt("timeout_ms".into()))?,
+            headers: json_column(row, "headers")?,
+            enabled: flag_column(row, "enabled")?,
+            created_at: Timestamp(row.try_get("created_at")?),
+            updated_at: Timestamp(row.try_get("updated_at")?),
+        })
+    }
+
+    /// Reseals the webhook secrets that are not sealed with the current key; returns how many.
+    pub(super) async fn reseal_webhooks(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+    ) -> Result<usize, StoreError> {
+        let rows = sqlx::query("SELECT id, secret, previous_secret FROM webhooks")
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut changed = 0;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            let secret: String = row.try_get("secret")?;
+            let previous: Option<String> = row.try_get("previous_secret")?;
+            let stale = |value: &str| self.sealer.needs_reseal(value);
+            if !stale(&secret) && !previous.as_deref().is_some_and(stale) {
+                continue;
+            }
+            let reseal = |value: &str| self.sealer.seal(&self.sealer.open(value)?);
+            let previous = previous.as_deref().map(reseal).transpose()?;
+            sqlx::query("UPDATE webhooks SET secret = $1, previous_secret = $2 WHERE id = $3")
+                .bind(reseal(&secret)?)
+                .bind(previous)
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+            changed += 1;
+        }
+        Ok(changed)
+    }
 }
 
 fn not_found(id: &str) -> StoreError {
