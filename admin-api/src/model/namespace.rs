@@ -111,6 +111,13 @@ impl JwtAuth {
                         "required for HS256, HS384 and HS512",
                     ));
                 }
+                // Stored sealed values start so; a secret that did would read as one.
+                Some(secret) if secret.starts_with("sealed:") => {
+                    return Err(ApiError::invalid(
+                        "auth.secret",
+                        "may not start with `sealed:`",
+                    ));
+                }
                 Some(_) => {}
             }
         } else {
@@ -252,6 +259,19 @@ mod tests {
         ] {
             assert!(validate_namespace_name("name", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_secret_that_reads_as_sealed_is_refused() {
+        let auth = JwtAuth {
+            algorithm: JwtAlgorithm::HS256,
+            secret: Some("sealed:v1:0011aabb:AAAA".into()),
+            public_key: None,
+            issuer: None,
+            audience: None,
+            timeout_ms: 1000,
+        };
+        assert!(auth.validate().is_err());
     }
 
     #[test]
