@@ -176,6 +176,7 @@ pub struct Settings {
     pub failed_retention: Option<String>,
     /// Tracing filter [default: info].
     #[arg(long = "log", env = "RUST_LOG", global = true)]
+    #[serde(rename = "log")]
     pub rust_log: Option<String>,
 }
 
@@ -465,6 +466,17 @@ impl Config {
                 "must be greater than 0".into(),
             ));
         }
+        for (name, addr) in [
+            ("listen", &self.listen),
+            ("admin_listen", &self.admin_listen),
+        ] {
+            check_listen_addr(addr).map_err(|why| ConfigError::Invalid(name, why))?;
+        }
+        check_database_url(&self.database_url)
+            .map_err(|why| ConfigError::Invalid("database_url", why))?;
+        if let Some(url) = &self.redis_url {
+            check_redis_url(url).map_err(|why| ConfigError::Invalid("redis_url", why))?;
+        }
         if self.node_id.is_empty()
             || self.node_id.len() > 64
             || !self
@@ -533,6 +545,54 @@ fn read_file(path: &Path) -> Result<Settings, ConfigError> {
 }
 
 /// `:3000` means every interface, as SPEC 2's `:0` does.
+/// `host:port` (IPv6 in brackets) with a port number: checked before anything is created, so a
+/// typo is a configuration error (exit 2) rather than a failed bind after the store was opened.
+fn check_listen_addr(addr: &str) -> Result<(), String> {
+    let expected = || format!("{addr:?} is not host:port (e.g. 0.0.0.0:3000, [::1]:3000, :3000)");
+    let (host, port) = addr.rsplit_once(':').ok_or_else(expected)?;
+    let port_ok = port.parse::<u16>().is_ok();
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
+    if port_ok && host_ok {
+        Ok(())
+    } else {
+        Err(expected())
+    }
+}
+
+/// `sqlite:…` or `postgres://…`, the two stores the bridge speaks.
+fn check_database_url(url: &str) -> Result<(), String> {
+    let known = ["sqlite:", "postgres://", "postgresql://"];
+    if known.iter().any(|scheme| url.starts_with(scheme)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?}: expected sqlite://PATH or postgres://…",
+            admin_api::store::redact_url(url)
+        ))
+    }
+}
+
+/// `redis://` or `rediss://` with a host.
+fn check_redis_url(url: &str) -> Result<(), String> {
+    match url::Url::parse(url) {
+        Ok(parsed)
+            if matches!(parsed.scheme(), "redis" | "rediss") && parsed.host_str().is_some() =>
+        {
+            Ok(())
+        }
+        _ => Err("expected redis://[:password@]host:port[/db]".into()),
+    }
+}
+
 fn normalize_addr(addr: &str) -> String {
     match addr.strip_prefix(':') {
         Some(port) => format!("0.0.0.0:{port}"),

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Open Socket.IO connections, by namespace.
 pub const CONNECTIONS: &str = "bridge_connections";
@@ -64,6 +64,15 @@ pub fn recorder(node_id: &str) -> PrometheusHandle {
                 .set_buckets(&[
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ])
+                .expect("static buckets are valid")
+                // A count of sockets, not seconds.
+                .set_buckets_for_metric(
+                    Matcher::Full(EMIT_SOCKETS_REACHED.into()),
+                    &[
+                        0.0, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+                        5000.0, 10000.0, 25000.0,
+                    ],
+                )
                 .expect("static buckets are valid")
                 .add_global_label("node", node_id)
                 .build_recorder();

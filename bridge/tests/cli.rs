@@ -185,3 +185,60 @@ fn env_beats_the_file_and_a_flag_beats_env() {
     assert_eq!(run("5000", Some("5000"), Some("0")).0, Some(2));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Bad settings are exit 2 before any side effect: no store file created, no token generated.
+#[test]
+fn bad_settings_exit_2_before_creating_anything() {
+    let dir = std::env::temp_dir().join(format!("bridge-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("bridge.db");
+    let cases: [(&str, &str, &str); 5] = [
+        ("BRIDGE_LISTEN", "nonsense", "listen"),
+        ("BRIDGE_ADMIN_LISTEN", "127.0.0.1:99999", "admin_listen"),
+        ("DATABASE_URL", "mysql://localhost/x", "database_url"),
+        ("REDIS_URL", "localhost:6379", "redis_url"),
+        ("BRIDGE_SECRETS_KEY", "too-short", "secrets_key"),
+    ];
+    for (name, value, setting) in cases {
+        let mut cmd = bridge();
+        cmd.current_dir(&dir)
+            .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+            .env(name, value);
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}: {stderr}");
+        assert!(stderr.contains(setting), "{name}={value}: {stderr}");
+        assert!(
+            !stderr.contains("token"),
+            "{name}={value}: no token generated: {stderr}"
+        );
+        assert!(!db.exists(), "{name}={value}: the store was created");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// TOML keys are the flag names with `_`: `--log` is `log`.
+#[test]
+fn the_log_flag_is_the_log_key_in_toml() {
+    let dir = std::env::temp_dir().join(format!("bridge-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bridge.toml");
+    std::fs::write(&file, "log = \"debug\"\n").unwrap();
+    let out = bridge()
+        .env_remove("RUST_LOG")
+        .arg("migrate")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.join("b.db").display()),
+        )
+        .env("BRIDGE_CONFIG", &file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("DEBUG"),
+        "the file's log level applies: {stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "node:http";
-import { setup, connected, hsToken, onAnyEvent, sleep, metric, until, next } from "./harness.mjs";
+import { setup, connected, hsToken, onAnyEvent, sleep, metric, until, next, parseMetrics } from "./harness.mjs";
 
 const SECRET = "emit-secret";
 const auth = { mode: "jwt", algorithm: "HS256", secret: SECRET, timeout_ms: 5000 };
@@ -134,6 +134,12 @@ test("acks are collected until the timeout: answers and silences counted", async
     assert.deepEqual(bySocket[w.sid("bob")], ["bob", 9]);
     assert.equal(res.body.timed_out, 1);
     assert.equal(res.body.ok, true);
+    // Sockets reached, counted in buckets of sockets (not seconds): 3 lands in le=5, not le=2.
+    const series = parseMetrics(await (await fetch(`${w.env.bridge.adminUrl}/metrics`)).text());
+    const buckets = series.filter((m) => m.name === "bridge_emit_sockets_reached_bucket");
+    const count = (le) => buckets.find((b) => Number(b.labels.le) === le)?.value;
+    assert.deepEqual([count(1), count(2), count(5), count(10)], [0, 0, 1, 1], JSON.stringify(buckets.map((b) => b.labels.le)));
+    assert.ok(!buckets.some((b) => b.labels.le === "0.001"), "no seconds-style buckets");
   } finally {
     await w.close();
   }
