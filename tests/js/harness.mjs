@@ -175,18 +175,26 @@ export async function startReceiver(handler = () => ({})) {
   };
 }
 
-/** Runs SQL on the local Postgres server (as the tests' superuser). */
+/** The Postgres server the tests create their databases on (scripts/test sets it when it starts its own). */
+export const POSTGRES_URL = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+/** `POSTGRES_URL` with another database. */
+function postgresUrl(database) {
+  const url = new URL(POSTGRES_URL);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/** Runs SQL on the tests' Postgres server (as the tests' superuser). */
 export function psql(sql, database = "postgres") {
-  return execFileSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-qAtc", sql], {
-    encoding: "utf8",
-  });
+  return execFileSync("psql", [postgresUrl(database), "-qAtc", sql], { encoding: "utf8" });
 }
 
 /** A new, empty Postgres database (dropped by scripts/test before the next run); its URL. */
 export function freshPostgres() {
   const name = `bridge_test_${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
   psql(`CREATE DATABASE ${name}`);
-  return { name, url: `postgres://postgres@127.0.0.1:5432/${name}` };
+  return { name, url: postgresUrl(name) };
 }
 
 /** A new SQLite file's URL, in a fresh temporary folder. */
