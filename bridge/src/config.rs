@@ -29,12 +29,31 @@ pub struct Cli {
 }
 
 /// Subcommands.
-#[derive(Debug, Clone, Copy, Subcommand, PartialEq, Eq)]
+#[derive(Debug, Clone, Subcommand, PartialEq, Eq)]
 pub enum Command {
     /// Run the bridge (the default).
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Print a JWT that a namespace with a shared secret (HS256/384/512) accepts, for tests.
+    Token(TokenArgs),
+}
+
+/// What `bridge token` signs.
+#[derive(Debug, Clone, Args, PartialEq, Eq)]
+pub struct TokenArgs {
+    /// The namespace, e.g. /private; its secret is read from the store.
+    #[arg(long)]
+    pub namespace: String,
+    /// The user id (`sub` claim).
+    #[arg(long)]
+    pub sub: String,
+    /// Rooms the socket joins at connect (`rooms` claim), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub rooms: Vec<String>,
+    /// How long the token is valid (ms, s, m, h or d).
+    #[arg(long, default_value = "1h")]
+    pub ttl: String,
 }
 
 /// Cluster adapter of socketioxide.

@@ -29,6 +29,7 @@ pub mod shutdown;
 pub mod socket;
 pub mod stats;
 pub mod telemetry;
+pub mod token;
 pub mod webhook;
 
 pub use app::{Application, StartError};

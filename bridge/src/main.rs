@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use bridge::config::{Cli, Command, Config};
-use bridge::{Application, app, shutdown, telemetry};
+use bridge::{Application, app, shutdown, telemetry, token};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -42,6 +42,11 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         Command::Migrate => {
             app::connect_store(&config).await?;
             tracing::info!("migrations applied");
+        }
+        Command::Token(args) => {
+            let store = app::connect_store(&config).await?;
+            // Only the token on stdout, so that `TOKEN=$(bridge token …)` captures it.
+            println!("{}", token::mint(&store, &args).await?);
         }
         Command::Serve => {
             let app = Application::build(config).await?;

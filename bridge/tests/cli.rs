@@ -242,3 +242,70 @@ fn the_log_flag_is_the_log_key_in_toml() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `bridge token` prints, alone on stdout, a token the namespace's own verifier accepts, with the
+/// namespace's issuer and audience; namespaces it cannot sign for get a clear error.
+#[tokio::test]
+async fn token_signs_for_a_shared_secret_namespace() {
+    use admin_api::model::{JwtAlgorithm, JwtAuth, Namespace, NamespaceAuth, Timestamp, new_id};
+    let db = temp_db();
+    let store = admin_api::Store::connect(&db).await.unwrap();
+    store.migrate().await.unwrap();
+    let jwt = JwtAuth {
+        algorithm: JwtAlgorithm::HS384,
+        secret: Some("token-test-secret".into()),
+        public_key: None,
+        issuer: Some("https://issuer.test".into()),
+        audience: Some("bridge-app".into()),
+        timeout_ms: 1000,
+    };
+    for (name, auth) in [
+        ("/private", NamespaceAuth::Jwt(jwt.clone())),
+        ("/open", NamespaceAuth::None),
+    ] {
+        let now = Timestamp::now();
+        let ns = Namespace {
+            id: new_id(),
+            name: name.into(),
+            auth,
+            created_at: now,
+            updated_at: now,
+        };
+        store.create_namespace(&ns).await.unwrap();
+    }
+    let run = |namespace: &str| {
+        bridge()
+            .args(["token", "--namespace", namespace, "--sub", "alice"])
+            .args(["--rooms", "r1,r2", "--ttl", "10m"])
+            .env("DATABASE_URL", &db)
+            .output()
+            .unwrap()
+    };
+    let out = run("/private");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.trim_end();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the token on stdout: {stdout}"
+    );
+    let identity = bridge::socket::auth::JwtVerifier::new(&jwt)
+        .unwrap()
+        .verify(token)
+        .expect("the namespace's verifier accepts it");
+    assert_eq!(identity.user_id, "alice");
+    assert_eq!(identity.rooms, ["r1", "r2"]);
+
+    for (namespace, says) in [("/open", "takes no token"), ("/nope", "not found")] {
+        let out = run(namespace);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{namespace}: {stderr}");
+        assert!(stderr.contains(says), "{namespace}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
