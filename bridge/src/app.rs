@@ -117,6 +117,11 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let store = connect_store(&config).await?;
+        if !config.bootstrap.is_empty() {
+            crate::bootstrap::apply(&store, &config.bootstrap)
+                .await
+                .map_err(|source| store_error(&config.database_url, source))?;
+        }
         let catalog = Catalog::start(store.clone())
             .await
             .map_err(|source| store_error(&config.database_url, source))?;

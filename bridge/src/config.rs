@@ -8,6 +8,7 @@ use admin_api::store::{KeyError, Sealer};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::bootstrap::{Declarations, DeclaredApiKey, DeclaredNamespace};
 use crate::listener::Limits;
 use crate::rate::RateLimit;
 use crate::webhook::outbox::schedule::{DEFAULT_SCHEDULE, Schedule, parse_duration};
@@ -193,6 +194,14 @@ pub struct Settings {
     /// How long failed and dead deliveries are kept [default: 30d].
     #[arg(long, env = "BRIDGE_FAILED_RETENTION", global = true)]
     pub failed_retention: Option<String>,
+    /// Namespaces (with their auth and webhooks) created or updated at start: TOML only.
+    #[arg(skip)]
+    #[serde(default)]
+    pub namespaces: Vec<DeclaredNamespace>,
+    /// API keys created or updated at start: TOML only.
+    #[arg(skip)]
+    #[serde(default)]
+    pub api_keys: Vec<DeclaredApiKey>,
     /// Tracing filter [default: info].
     #[arg(long = "log", env = "RUST_LOG", global = true)]
     #[serde(rename = "log")]
@@ -235,6 +244,17 @@ impl Settings {
             delivered_retention: self.delivered_retention.or(lower.delivered_retention),
             failed_retention: self.failed_retention.or(lower.failed_retention),
             rust_log: self.rust_log.or(lower.rust_log),
+            // Declarations come from the file alone.
+            namespaces: if self.namespaces.is_empty() {
+                lower.namespaces
+            } else {
+                self.namespaces
+            },
+            api_keys: if self.api_keys.is_empty() {
+                lower.api_keys
+            } else {
+                self.api_keys
+            },
         }
     }
 }
@@ -295,6 +315,8 @@ pub struct Config {
     pub secrets_key: Option<String>,
     /// Earlier keys that still open sealed secrets.
     pub secrets_old_keys: Vec<String>,
+    /// Namespaces, webhooks and API keys the config file declares.
+    pub bootstrap: Declarations,
     /// Cluster adapter.
     pub adapter: AdapterKind,
     /// Redis URL for the redis adapter.
@@ -355,6 +377,7 @@ impl std::fmt::Debug for Config {
             .field("url_policy", &self.url_policy)
             .field("listen_limits", &self.listen_limits)
             .field("outbox", &self.outbox)
+            .field("bootstrap", &self.bootstrap)
             .finish_non_exhaustive()
     }
 }
@@ -371,6 +394,9 @@ impl Config {
 
     /// Applies defaults to `s` and validates the result.
     pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
+        let url_policy = UrlPolicy {
+            deny_private: s.webhook_deny_private.unwrap_or(false),
+        };
         let config = Config {
             listen: normalize_addr(s.listen.as_deref().unwrap_or("0.0.0.0:3000")),
             admin_listen: normalize_addr(s.admin_listen.as_deref().unwrap_or("127.0.0.1:3001")),
@@ -405,9 +431,7 @@ impl Config {
             webhook_concurrency: s.webhook_concurrency.unwrap_or(64),
             queue_webhook_bytes: s.queue_webhook_bytes.unwrap_or(64 << 20),
             queue_total_bytes: s.queue_total_bytes.unwrap_or(256 << 20),
-            url_policy: UrlPolicy {
-                deny_private: s.webhook_deny_private.unwrap_or(false),
-            },
+            url_policy,
             listen_limits: Limits {
                 max_connections: s.max_connections.unwrap_or(16_384),
                 header_timeout: Duration::from_millis(s.header_timeout_ms.unwrap_or(10_000)),
@@ -423,6 +447,10 @@ impl Config {
                 failed_retention: retention("failed_retention", s.failed_retention, "30d")?,
             },
             rust_log: s.rust_log.unwrap_or_else(|| "info".into()),
+            bootstrap: Declarations::resolve(&s.namespaces, &s.api_keys, url_policy, |var| {
+                std::env::var(var).ok()
+            })
+            .map_err(|e| ConfigError::Invalid("namespaces/api_keys", e))?,
         };
         config.validate()?;
         Ok(config)

@@ -16,6 +16,7 @@
 
 pub mod admin_writes;
 pub mod app;
+pub mod bootstrap;
 pub mod catalog;
 pub mod cluster;
 pub mod config;

@@ -48,7 +48,10 @@ export async function startBridge(env = {}) {
         resolve({ public: m[1], admin: m[2] });
       }
     });
-    child.on("exit", (code) => reject(new Error(`bridge exited with ${code}:\n${log}`)));
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`bridge exited with ${code}:\n${log}`));
+    });
   });
   const bridge = {
     databaseUrl: env.DATABASE_URL ?? `sqlite://${join(dir, "bridge.db")}`,

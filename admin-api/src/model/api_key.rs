@@ -54,7 +54,7 @@ pub struct ApiKeyCreated {
 }
 
 /// Body of `POST /admin/api-keys`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// A label for humans.
@@ -92,6 +92,11 @@ pub fn generate_api_key() -> (String, String) {
     let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
     let prefix = key[..DISPLAY_PREFIX_LEN].to_owned();
     (key, prefix)
+}
+
+/// The display prefix of `key` (its first characters), as stored beside the hash.
+pub fn api_key_prefix(key: &str) -> String {
+    key.chars().take(DISPLAY_PREFIX_LEN).collect()
 }
 
 /// The stored form of a key: hex SHA-256 (keys are 256 random bits, so no slow hash is needed).

@@ -6,7 +6,9 @@ mod namespace;
 mod url_policy;
 mod webhook;
 
-pub use api_key::{ApiKey, ApiKeyCreated, NewApiKey, generate_api_key, hash_api_key};
+pub use api_key::{
+    ApiKey, ApiKeyCreated, NewApiKey, api_key_prefix, generate_api_key, hash_api_key,
+};
 pub use delivery::{
     AttemptRecord, Delivery, DeliveryStatus, DeliverySummary, MAX_HISTORY, push_history,
 };

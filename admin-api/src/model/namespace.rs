@@ -144,7 +144,7 @@ impl JwtAuth {
 }
 
 /// Body of `POST /admin/namespaces`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewNamespace {
     /// `/` or `/segment[/segment…]`.

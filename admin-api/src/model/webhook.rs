@@ -110,7 +110,7 @@ pub struct SecretRotated {
 }
 
 /// Body of `POST /admin/namespaces/{id}/webhooks`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// Where deliveries are POSTed.

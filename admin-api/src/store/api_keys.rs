@@ -54,6 +54,26 @@ impl Store {
         self.commit_change(tx).await
     }
 
+    /// Saves a changed key: its name, namespaces and hash (a declared key whose value changed).
+    pub async fn update_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET name = $1, namespaces = $2, key_hash = $3, prefix = $4 \
+             WHERE id = $5",
+        )
+        .bind(&key.name)
+        .bind(to_json(&key.namespaces)?)
+        .bind(&key.key_hash)
+        .bind(&key.prefix)
+        .bind(&key.id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(not_found(&key.id));
+        }
+        self.commit_change(tx).await
+    }
+
     /// Revokes a key (idempotent: the first revocation time is kept) and returns it.
     pub async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<ApiKey, StoreError> {
         let mut tx = self.begin().await?;

@@ -165,6 +165,31 @@ impl Store {
         Ok(changed)
     }
 
+    /// Runs `work` while holding a lock that every process on this store shares (a Postgres
+    /// advisory lock named `key`), so that nodes starting together do not both create what one
+    /// should. SQLite needs none: its file has one bridge process.
+    pub async fn exclusively<T>(
+        &self,
+        key: i64,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        if self.engine == Engine::Sqlite {
+            return work.await;
+        }
+        let mut conn = self.pool.acquire().await?;
+        // Selected through a subquery: pg_advisory_lock returns `void`, which Any cannot decode.
+        sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_lock($1)) AS l")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+        let result = work.await;
+        sqlx::query("SELECT 1 AS unlocked FROM (SELECT pg_advisory_unlock($1)) AS l")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+        result
+    }
+
     /// Applies the embedded migrations of this engine.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let migrator = match self.engine {
