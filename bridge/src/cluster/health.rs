@@ -32,11 +32,12 @@ impl Health {
     /// The connection is lost; `reason` says how.
     pub fn down(&self, reason: impl Into<String>) {
         let reason = reason.into();
+        // The reason first: a `check` that sees the connection down must never read an empty one.
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = reason.clone();
         if self.up.swap(false, Ordering::AcqRel) {
             self.lost.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%reason, "adapter connection lost; serving this node's sockets only until it returns");
         }
-        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = reason;
     }
 
     /// `Ok` while up, else why not.
