@@ -167,6 +167,28 @@ test("join, leave and disconnect through the API; listings with filters", async 
     const rooms = (await v1("GET", "/v1/rooms?namespace=/chat")).body.rooms;
     assert.deepEqual(rooms, ["r1", "user:alice", "user:bob", "user:carol", "vip"]);
 
+    // Pages: the same listings, two at a time, followed by their cursors.
+    const pages = async (path, field) => {
+      const seen = [];
+      let cursor = null;
+      for (let n = 0; n < 10; n++) {
+        const page = (await v1("GET", `${path}&limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`)).body;
+        assert.ok(page[field].length <= 2);
+        seen.push(...page[field]);
+        cursor = page.next_cursor;
+        if (cursor === null) return seen;
+      }
+      throw new Error("no last page");
+    };
+    const all = (await v1("GET", "/v1/sockets?namespace=/chat")).body;
+    assert.equal(all.next_cursor, null);
+    assert.deepEqual((await pages("/v1/sockets?namespace=/chat", "sockets")).map((s) => s.id), all.sockets.map((s) => s.id));
+    assert.deepEqual(await pages("/v1/rooms?namespace=/chat", "rooms"), rooms);
+    for (const limit of ["0", "1001", "x"]) {
+      const bad = await v1("GET", `/v1/sockets?namespace=/chat&limit=${limit}`);
+      assert.equal(bad.status, 400, `limit=${limit}`);
+    }
+
     const gone = next(w.sockets.bob, "disconnect", 5000);
     assert.equal((await v1("POST", "/v1/disconnect", { namespace: "/chat", users: ["bob"] })).status, 200);
     await gone;

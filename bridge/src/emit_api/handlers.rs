@@ -18,7 +18,7 @@ use super::auth::Caller;
 use super::model::{
     AckEntry, BatchRequest, BatchResponse, DisconnectRequest, EmitRequest, EmitResponse, MAX_BATCH,
     OkResponse, RoomsQuery, RoomsRequest, RoomsResponse, SocketEntry, SocketsQuery,
-    SocketsResponse, Targets,
+    SocketsResponse, Targets, page_size,
 };
 use crate::cluster::{NODE_ROOM_PREFIX, is_node_room};
 use crate::payload::{AckArgs, Args, message_size};
@@ -274,7 +274,7 @@ pub async fn disconnect<A: Adapter>(
     Ok(Json(OkResponse { ok: true }))
 }
 
-/// List the sockets of a namespace, optionally in a room and/or of a user.
+/// List the sockets of a namespace, optionally in a room and/or of a user, a page at a time.
 #[utoipa::path(get, path = "/v1/sockets", tag = "rooms", params(SocketsQuery),
     responses((status = 200, body = SocketsResponse), (status = 400, body = admin_api::error::ErrorBody)),
     security(("api_key" = [])))]
@@ -285,6 +285,7 @@ pub async fn sockets<A: Adapter>(
 ) -> Result<Json<SocketsResponse>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let namespace = permitted_namespace(&caller, query.namespace.as_deref())?;
+    let limit = page_size(query.limit)?;
     let user_room = query.user.as_ref().map(|u| format!("user:{u}"));
     let base = query.room.clone().or_else(|| user_room.clone());
     let targets = Targets {
@@ -292,52 +293,84 @@ pub async fn sockets<A: Adapter>(
         selective: query.room.is_some() || query.user.is_some(),
         ..Targets::default()
     };
-    let Some(ops) = operators(&state, namespace, &targets)? else {
-        return Ok(Json(SocketsResponse {
+    let empty = || {
+        Json(SocketsResponse {
             sockets: Vec::new(),
-        }));
+            next_cursor: None,
+        })
     };
-    let found = ops.fetch_sockets().await.map_err(adapter_failed)?;
-    let mut sockets = Vec::with_capacity(found.len());
-    for socket in found {
-        // One request to the holding node for a remote socket; local ones answer at once.
-        let all: Vec<String> = socket
-            .rooms()
-            .await
-            .map_err(adapter_failed)?
-            .into_iter()
-            .map(|r| r.to_string())
+    let Some(ops) = operators(&state, namespace, &targets)? else {
+        return Ok(empty());
+    };
+    let mut found = ops.fetch_sockets().await.map_err(adapter_failed)?;
+    found.sort_by_cached_key(|s| s.data().id.to_string());
+    let after = query.cursor.as_deref().unwrap_or("");
+    let mut candidates = found
+        .into_iter()
+        .filter(|s| s.data().id.as_str() > after)
+        .peekable();
+    let mut sockets = Vec::new();
+    // Rooms are asked for the page's sockets only (a request to the holding node for a remote
+    // one), a few at a time, until the page is full.
+    while sockets.len() < limit && candidates.peek().is_some() {
+        let batch: Vec<_> = candidates
+            .by_ref()
+            .take((limit - sockets.len()).min(ROOMS_AT_ONCE))
             .collect();
-        let node = all
-            .iter()
-            .find_map(|r| r.strip_prefix(NODE_ROOM_PREFIX))
-            .unwrap_or_default()
-            .to_owned();
-        let rooms: Vec<String> = all
-            .into_iter()
-            .filter(|r| r != INERT_ROOM && !is_node_room(r))
-            .collect();
-        if let Some(user_room) = &user_room
-            && !rooms.contains(user_room)
-        {
-            continue;
+        let entries = futures_util::future::join_all(batch.iter().map(|s| socket_entry(s))).await;
+        for entry in entries {
+            let entry = entry?;
+            if user_room.as_ref().is_none_or(|u| entry.rooms.contains(u)) {
+                sockets.push(entry);
+            }
         }
-        let user_id = rooms
-            .iter()
-            .find_map(|r| r.strip_prefix("user:"))
-            .map(str::to_owned);
-        sockets.push(SocketEntry {
-            id: socket.data().id.to_string(),
-            user_id,
-            rooms,
-            node,
-        });
     }
-    sockets.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(Json(SocketsResponse { sockets }))
+    let next_cursor = match (candidates.peek(), sockets.last()) {
+        (Some(_), Some(last)) => Some(last.id.clone()),
+        _ => None,
+    };
+    Ok(Json(SocketsResponse {
+        sockets,
+        next_cursor,
+    }))
 }
 
-/// List the rooms of a namespace (socket-id rooms left out).
+/// Remote sockets asked for their rooms at once while listing.
+const ROOMS_AT_ONCE: usize = 32;
+
+/// One listed socket: its rooms (node and inert rooms left out), user and node.
+async fn socket_entry<A: Adapter>(
+    socket: &socketioxide::socket::RemoteSocket<A>,
+) -> Result<SocketEntry, ApiError> {
+    let all: Vec<String> = socket
+        .rooms()
+        .await
+        .map_err(adapter_failed)?
+        .into_iter()
+        .map(|r| r.to_string())
+        .collect();
+    let node = all
+        .iter()
+        .find_map(|r| r.strip_prefix(NODE_ROOM_PREFIX))
+        .unwrap_or_default()
+        .to_owned();
+    let rooms: Vec<String> = all
+        .into_iter()
+        .filter(|r| r != INERT_ROOM && !is_node_room(r))
+        .collect();
+    let user_id = rooms
+        .iter()
+        .find_map(|r| r.strip_prefix("user:"))
+        .map(str::to_owned);
+    Ok(SocketEntry {
+        id: socket.data().id.to_string(),
+        user_id,
+        rooms,
+        node,
+    })
+}
+
+/// List the rooms of a namespace (socket-id rooms left out), a page at a time.
 #[utoipa::path(get, path = "/v1/rooms", tag = "rooms", params(RoomsQuery),
     responses((status = 200, body = RoomsResponse), (status = 400, body = admin_api::error::ErrorBody)),
     security(("api_key" = [])))]
@@ -348,13 +381,17 @@ pub async fn rooms<A: Adapter>(
 ) -> Result<Json<RoomsResponse>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let namespace = permitted_namespace(&caller, query.namespace.as_deref())?;
+    let limit = page_size(query.limit)?;
     let all = Targets::default();
     // Two operators: both queries consume one, and `BroadcastOperators` is not `Clone`.
     let (Some(for_rooms), Some(for_ids)) = (
         operators(&state, namespace, &all)?,
         operators(&state, namespace, &all)?,
     ) else {
-        return Ok(Json(RoomsResponse { rooms: Vec::new() }));
+        return Ok(Json(RoomsResponse {
+            rooms: Vec::new(),
+            next_cursor: None,
+        }));
     };
     let ids: HashSet<String> = for_ids
         .fetch_sockets()
@@ -363,16 +400,19 @@ pub async fn rooms<A: Adapter>(
         .iter()
         .map(|s| s.data().id.to_string())
         .collect();
+    let after = query.cursor.as_deref().unwrap_or("");
     let mut rooms: Vec<String> = for_rooms
         .rooms()
         .await
         .map_err(adapter_failed)?
         .into_iter()
         .map(|r| r.to_string())
-        .filter(|r| r != INERT_ROOM && !is_node_room(r) && !ids.contains(r))
+        .filter(|r| r.as_str() > after && r != INERT_ROOM && !is_node_room(r) && !ids.contains(r))
         .collect();
     rooms.sort();
-    Ok(Json(RoomsResponse { rooms }))
+    let next_cursor = (rooms.len() > limit).then(|| rooms[limit - 1].clone());
+    rooms.truncate(limit);
+    Ok(Json(RoomsResponse { rooms, next_cursor }))
 }
 
 /// The `namespace` query parameter: required, and one the caller's key may act on.

@@ -287,6 +287,9 @@ pub struct OkResponse {
     pub ok: bool,
 }
 
+/// Longest page of a listing, and the default.
+pub const MAX_PAGE: usize = 1000;
+
 /// Query of `GET /v1/sockets`.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct SocketsQuery {
@@ -296,6 +299,11 @@ pub struct SocketsQuery {
     pub room: Option<String>,
     /// Only sockets of this user.
     pub user: Option<String>,
+    /// Page size, 1 to 1000 [default: 1000].
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// The previous page's `next_cursor`: sockets after this id.
+    pub cursor: Option<String>,
 }
 
 /// Query of `GET /v1/rooms`.
@@ -303,6 +311,20 @@ pub struct SocketsQuery {
 pub struct RoomsQuery {
     /// Namespace name.
     pub namespace: Option<String>,
+    /// Page size, 1 to 1000 [default: 1000].
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// The previous page's `next_cursor`: rooms after this name.
+    pub cursor: Option<String>,
+}
+
+/// A listing's page size: `limit` checked against 1..=1000.
+pub fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(MAX_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid("limit", "must be 1 to 1000")),
+    }
 }
 
 /// One socket in a listing.
@@ -321,15 +343,19 @@ pub struct SocketEntry {
 /// Answer of `GET /v1/sockets`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SocketsResponse {
-    /// The sockets.
+    /// The sockets, by id.
     pub sockets: Vec<SocketEntry>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
 }
 
 /// Answer of `GET /v1/rooms`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RoomsResponse {
-    /// Room names (socket-id rooms left out).
+    /// Room names, sorted (socket-id rooms left out).
     pub rooms: Vec<String>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
 }
 
 #[cfg(test)]
