@@ -23,6 +23,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
 /// Least time between two "connection cap reached" warnings.
+/// Most bytes hyper buffers while reading a request head (its minimum).
+const HTTP_READ_BUFFER: usize = 8192;
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// What one listener accepts.
@@ -243,6 +245,8 @@ impl Connection {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.header_timeout)
+            // hyper's smallest read buffer: request heads are small, bodies are streamed.
+            .max_buf_size(HTTP_READ_BUFFER)
             .keep_alive(true);
         let io = Held {
             io: TokioIo::new(stream),

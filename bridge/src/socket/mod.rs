@@ -27,6 +27,8 @@ use socketioxide::{ParserConfig, SocketIo};
 use socketioxide_core::adapter::DefinedAdapter;
 use socketioxide_core::adapter::Spawnable;
 
+/// Bytes tungstenite reads at a time on each WebSocket.
+const WS_READ_BUFFER: usize = 1024;
 /// Most attachments one binary packet may announce (socketioxide's default is 10,000).
 const MAX_ATTACHMENTS: usize = 256;
 /// Time a binary packet's attachments have to arrive; socketioxide checks it when the next
@@ -141,6 +143,9 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             .max_payload(config.max_payload)
             // `max_payload` bounds polling bodies; WebSocket messages have their own limit.
             .ws_max_message_size(max_payload)
+            // Read WebSocket frames 1 KiB at a time: client frames are small, and every idle
+            // connection keeps this buffer (engineioxide's default is 4 KiB).
+            .ws_read_buffer_size(WS_READ_BUFFER)
             // A binary packet's attachments together stay within the max payload too
             // (socketioxide's default: 10 MB whatever the max payload).
             .with_parser(

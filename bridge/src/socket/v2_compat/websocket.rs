@@ -18,8 +18,10 @@ use tower::ServiceExt;
 
 use super::{V2Compat, strip_connect_query};
 
-/// Buffer of the in-memory connection between the relay and socketioxide.
+/// Buffer of the in-memory connection between the relay and socketioxide (grown as needed).
 const PIPE_BYTES: usize = 64 * 1024;
+/// Bytes each of the relay's WebSocket stacks reads at a time.
+const RELAY_READ_BUFFER: usize = 4096;
 
 /// Whether `req` asks for a WebSocket upgrade.
 pub fn is_upgrade(req: &Request) -> bool {
@@ -34,9 +36,14 @@ pub async fn relay(compat: V2Compat, mut req: Request) -> Response {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
         return (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key").into_response();
     };
+    // tungstenite's defaults allocate a 128 KiB read buffer per stack, two stacks per relayed
+    // connection: most of a v2 connection's memory. Small frames, small buffers; writes go out
+    // at once (a relay has nothing to batch).
     let config = WebSocketConfig::default()
         .max_message_size(Some(compat.limit))
-        .max_frame_size(Some(compat.limit));
+        .max_frame_size(Some(compat.limit))
+        .read_buffer_size(RELAY_READ_BUFFER)
+        .write_buffer_size(0);
     let request = match inner_request(&req) {
         Ok(request) => request,
         Err(err) => return (StatusCode::BAD_REQUEST, err).into_response(),
@@ -84,6 +91,7 @@ async fn connect_inner(
     );
     tokio::spawn(async move {
         let served = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(8192)
             .serve_connection(TokioIo::new(server_io), TowerToHyperService::new(service))
             .with_upgrades()
             .await;

@@ -1,0 +1,144 @@
+// The bridge and the Node.js socket.io reference (bench/node-ref) under the same load, from one
+// invocation, with the Rust load generator (bench/loadgen). Prints a Markdown table with ratios.
+//
+//   cargo build --release -p bridge -p loadgen
+//   (cd tests/js && npm ci) && (cd bench/node-ref && npm ci)
+//   bash -c 'ulimit -n 20000; node bench/compare.mjs [idle-clients] [fanout-clients] [broadcasts] [forward-clients] [events]'
+//
+// Workloads (each bounded; the run stops by itself): `idle` holds N clients (v4, then v2) for 20 s answering
+// heartbeats (RSS per connection); `fanout` (v4, then v2) sends broadcasts at 20 per second through the REST
+// emit endpoint to N clients (delivery, latency, server CPU per delivered message); `forward` has
+// N clients emit E events each with an ack, every event forwarded as a signed webhook (acked
+// events per second, ack latency, server CPU per event). Both servers check a JWT at the handshake.
+
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { once } from "node:events";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startBridge, hsToken } from "../tests/js/harness.mjs";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const LOADGEN = process.env.LOADGEN_BIN ?? join(root, "target", "release", "loadgen");
+const [IDLE, FANOUT, BROADCASTS, FORWARD, EVENTS] = [2000, 1000, 100, 100, 100].map((d, i) => Number(process.argv[2 + i] ?? d));
+const JWT_SECRET = "bench-jwt-secret";
+const WEBHOOK_SECRET = "whsec_YmVuY2gtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXMtb2s=";
+const token = await hsToken(JWT_SECRET, { sub: "bench" });
+
+// The webhook receiver both servers forward to: answers 200 at once.
+let webhooks = 0;
+const receiver = createServer((req, res) => {
+  req.resume();
+  req.on("end", () => {
+    webhooks++;
+    res.writeHead(200, { "content-type": "application/json" }).end("{}");
+  });
+});
+receiver.listen(0, "127.0.0.1");
+await once(receiver, "listening");
+const receiverUrl = `http://127.0.0.1:${receiver.address().port}/`;
+
+/** Runs the load generator (asynchronously: the receiver in this process must keep answering). */
+async function loadgen(args) {
+  const child = spawn(LOADGEN, args, { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  const [code] = await once(child, "exit");
+  if (code !== 0) throw new Error(`loadgen ${args[0]} exited with ${code}`);
+  return JSON.parse(out);
+}
+
+/** Runs the three workloads against a server at `url` (process `pid`). */
+async function workloads(url, pid, emitUrl, emitKey) {
+  const common = (clients) => ["--url", url, "--namespace", "/bench", "--clients", String(clients), "--token", token, "--pid", String(pid)];
+  const webhooksBefore = webhooks;
+  const fanout = (v2) => ["fanout", ...common(FANOUT), ...v2, "--emit-url", emitUrl, "--emit-key", emitKey, "--messages", String(BROADCASTS), "--rate", "20"];
+  return {
+    idle: await loadgen(["idle", ...common(IDLE), "--hold-secs", "20"]),
+    idle_v2: await loadgen(["idle", ...common(IDLE), "--v2", "--hold-secs", "20"]),
+    fanout: await loadgen(fanout([])),
+    fanout_v2: await loadgen(fanout(["--v2"])),
+    forward: await loadgen(["forward", ...common(FORWARD), "--events", String(EVENTS)]),
+    // Every acked event must reach the receiver: wait (bounded) before the server stops.
+    webhooks_delivered: await delivered(webhooksBefore + FORWARD * EVENTS) - webhooksBefore,
+  };
+}
+
+/** Waits up to 30 s for the receiver to count `total` webhooks; returns its count. */
+async function delivered(total) {
+  for (let waited = 0; webhooks < total && waited < 30000; waited += 100) await new Promise((r) => setTimeout(r, 100));
+  return webhooks;
+}
+
+async function bridgeRun() {
+  const bridge = await startBridge({
+    RUST_LOG: "warn,bridge::app=info",
+    BRIDGE_EVENT_RATE_LIMIT: "100000",
+    BRIDGE_EVENT_RATE_BURST: "100000",
+    BRIDGE_API_RATE_LIMIT: "100000",
+    BRIDGE_API_RATE_BURST: "100000",
+  });
+  try {
+    const ns = await bridge.createNamespace({ name: "/bench", auth: { mode: "jwt", algorithm: "HS256", secret: JWT_SECRET } });
+    await bridge.createWebhook(ns.id, { url: receiverUrl, events: ["*"], secret: WEBHOOK_SECRET });
+    const key = await bridge.createKey(["/bench"]);
+    return await workloads(bridge.url, bridge.pid, `${bridge.url}/v1/emit`, key);
+  } finally {
+    await bridge.stop();
+  }
+}
+
+async function nodeRun() {
+  const child = spawn("node", [join(root, "bench", "node-ref", "server.mjs")], {
+    env: { ...process.env, PORT: "0", JWT_SECRET, WEBHOOK_URL: receiverUrl, WEBHOOK_SECRET, EMIT_KEY: "node-key" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("node reference did not start")), 10000);
+    child.stdout.on("data", () => {
+      const m = out.match(/listening port=(\d+)/);
+      if (m) (clearTimeout(timer), resolve(m[1]));
+    });
+  });
+  try {
+    const url = `http://127.0.0.1:${port}`;
+    return await workloads(url, child.pid, `${url}/v1/emit`, "node-key");
+  } finally {
+    child.kill("SIGTERM");
+    await once(child, "exit");
+  }
+}
+
+const bridge = await bridgeRun();
+const node = await nodeRun();
+receiver.close();
+
+const rows = [
+  ["idle: RSS per connection (KiB)", (r) => r.idle.kib_per_connection, "lower"],
+  ["idle: clients dropped while held", (r) => r.idle.dropped, "lower"],
+  ["idle v2 clients: RSS per connection (KiB)", (r) => r.idle_v2.kib_per_connection, "lower"],
+  ["idle v2 clients: dropped while held", (r) => r.idle_v2.dropped, "lower"],
+  ["fan-out: delivery ratio", (r) => r.fanout.delivery_ratio, "higher"],
+  ["fan-out: latency p50 (ms)", (r) => r.fanout.latency_ms.p50, "lower"],
+  ["fan-out: latency p99 (ms)", (r) => r.fanout.latency_ms.p99, "lower"],
+  ["fan-out: latency max (ms)", (r) => r.fanout.latency_ms.max, "lower"],
+  ["fan-out: server CPU per delivered message (µs)", (r) => r.fanout.server_cpu_us_per_delivered, "lower"],
+  ["fan-out to v2 clients: delivery ratio", (r) => r.fanout_v2.delivery_ratio, "higher"],
+  ["fan-out to v2 clients: latency p99 (ms)", (r) => r.fanout_v2.latency_ms.p99, "lower"],
+  ["fan-out to v2 clients: server CPU per delivered message (µs)", (r) => r.fanout_v2.server_cpu_us_per_delivered, "lower"],
+  ["forward: acked events per second", (r) => r.forward.acked_per_sec, "higher"],
+  ["forward: ack latency p99 (ms)", (r) => r.forward.ack_latency_ms.p99, "lower"],
+  ["forward: server CPU per event (µs)", (r) => r.forward.server_cpu_us_per_event, "lower"],
+  ["forward: webhooks delivered of the acked events", (r) => r.webhooks_delivered / r.forward.acked, "higher"],
+];
+const fmt = (v) => (Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1));
+console.log(`idle ${IDLE} clients (20 s), fan-out ${FANOUT} clients × ${BROADCASTS} broadcasts, forward ${FORWARD} clients × ${EVENTS} events\n`);
+console.log("| metric | bridge | Node socket.io 4.8 | bridge / Node |");
+console.log("|---|---|---|---|");
+for (const [label, get] of rows) {
+  const [b, n] = [get(bridge), get(node)];
+  console.log(`| ${label} | ${fmt(b)} | ${fmt(n)} | ${n ? (b / n).toFixed(2) : "-"} |`);
+}
+console.log(`\n<details><summary>raw</summary>\n\n\`\`\`json\n${JSON.stringify({ bridge, node }, null, 1)}\n\`\`\`\n</details>`);

@@ -1,0 +1,270 @@
+//! One Socket.IO client over an Engine.IO 4 WebSocket: connects to a namespace, answers
+//! heartbeats, records broadcast latencies and emits events with acknowledgements.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What every client of a run adds to.
+pub struct Shared {
+    start: Instant,
+    /// Broadcast messages received.
+    pub received: AtomicU64,
+    /// Clients whose connection ended before the run did.
+    pub dropped: AtomicU64,
+    /// Heartbeats answered.
+    pub pongs: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+            received: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            pongs: AtomicU64::new(0),
+            latencies_us: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Shared {
+    /// Microseconds since the run started: the clock broadcasts carry.
+    pub fn now_micros(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn record(&self, micros: u64) {
+        self.latencies_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(micros);
+    }
+
+    /// p50, p99 and max of the recorded latencies, in milliseconds.
+    pub fn latency_summary(&self) -> Value {
+        let mut all = self
+            .latencies_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        all.sort_unstable();
+        let at = |p: f64| {
+            let idx = ((p * all.len() as f64) as usize).min(all.len().saturating_sub(1));
+            all.get(idx).map_or(0.0, |us| *us as f64 / 1000.0)
+        };
+        json!({"count": all.len(), "p50": at(0.50), "p99": at(0.99), "max": at(1.0)})
+    }
+}
+
+type AckWaiters = Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>;
+
+/// A connected client; dropping it closes its connection.
+pub struct Client {
+    out: mpsc::UnboundedSender<Message>,
+    acks: AckWaiters,
+    next_ack: AtomicU64,
+    prefix: String,
+    closing: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::Release);
+        self.task.abort();
+    }
+}
+
+impl Client {
+    /// Opens the WebSocket, reads the open packet and connects to `namespace`: as a v4 client
+    /// (Engine.IO 4, token in the auth payload) or a v2 one (Engine.IO 3, token in the query,
+    /// the client sending the heartbeats).
+    pub async fn connect(
+        base: &str,
+        namespace: &str,
+        token: Option<&str>,
+        v2: bool,
+        shared: Arc<Shared>,
+    ) -> Result<Self, String> {
+        let query = match (v2, token) {
+            (true, Some(t)) => format!("EIO=3&transport=websocket&token={t}"),
+            (true, None) => "EIO=3&transport=websocket".to_owned(),
+            (false, _) => "EIO=4&transport=websocket".to_owned(),
+        };
+        let url = format!("{}/socket.io/?{query}", base.replacen("http", "ws", 1));
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let open = next_text(&mut ws).await?;
+        let Some(handshake) = open.strip_prefix('0') else {
+            return Err(format!("expected the open packet, got {open:?}"));
+        };
+        let ping_interval = serde_json::from_str::<Value>(handshake)
+            .ok()
+            .and_then(|h| h["pingInterval"].as_u64())
+            .unwrap_or(25_000);
+        // Namespace prefix of packets: "" for "/", "/chat," otherwise.
+        let prefix = if namespace == "/" {
+            String::new()
+        } else {
+            format!("{namespace},")
+        };
+        let connect = if v2 {
+            // Engine.IO 3 clients put the query in the CONNECT packet of a custom namespace.
+            match token {
+                Some(t) if namespace != "/" => format!("40{namespace}?token={t},"),
+                _ => format!("40{prefix}"),
+            }
+        } else {
+            let auth = token.map_or(String::new(), |t| json!({ "token": t }).to_string());
+            format!("40{prefix}{auth}")
+        };
+        ws.send(Message::text(connect))
+            .await
+            .map_err(|e| format!("send CONNECT: {e}"))?;
+        loop {
+            let frame = next_text(&mut ws).await?;
+            if frame == "2" {
+                ws.send(Message::text("3"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            } else if frame.starts_with(&format!("40{prefix}")) {
+                break;
+            } else if frame.starts_with(&format!("44{prefix}")) {
+                return Err(format!("refused: {frame}"));
+            }
+        }
+        let (out, mut outgoing) = mpsc::unbounded_channel::<Message>();
+        let acks: AckWaiters = Arc::default();
+        let closing = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (acks, closing, shared, prefix) = (
+                acks.clone(),
+                closing.clone(),
+                shared.clone(),
+                prefix.clone(),
+            );
+            tokio::spawn(async move {
+                let (mut sink, mut stream) = ws.split();
+                // Engine.IO 3: the client pings, the server answers.
+                let mut ping = tokio::time::interval(Duration::from_millis(ping_interval));
+                ping.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = ping.tick(), if v2 => {
+                            if sink.send(Message::text("2")).await.is_err() {
+                                return;
+                            }
+                        }
+                        frame = stream.next() => {
+                            let Some(Ok(Message::Text(text))) = frame else {
+                                if !closing.load(Ordering::Acquire) {
+                                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                                return;
+                            };
+                            if text.as_str() == "2" {
+                                shared.pongs.fetch_add(1, Ordering::Relaxed);
+                                if sink.send(Message::text("3")).await.is_err() {
+                                    return;
+                                }
+                            } else if text.as_str() == "3" {
+                                shared.pongs.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                on_packet(text.as_str(), &prefix, &shared, &acks);
+                            }
+                        }
+                        Some(message) = outgoing.recv() => {
+                            if sink.send(message).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Self {
+            out,
+            acks,
+            next_ack: AtomicU64::new(1),
+            prefix,
+            closing,
+            shared,
+            task,
+        })
+    }
+
+    /// Emits `events` events one after the other, each waiting for its ack (at most `deadline`
+    /// in all); returns how many were acked.
+    pub async fn emit_with_acks(&self, events: u64, deadline: Duration) -> u64 {
+        let end = Instant::now() + deadline;
+        let mut acked = 0;
+        for i in 0..events {
+            let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            self.acks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, tx);
+            let sent = Instant::now();
+            let packet = format!("42{}{id}[\"tick\",{{\"i\":{i}}}]", self.prefix);
+            if self.out.send(Message::text(packet)).is_err() {
+                break;
+            }
+            match tokio::time::timeout_at(end.into(), rx).await {
+                Ok(Ok(())) => {
+                    acked += 1;
+                    self.shared
+                        .record(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+                }
+                _ => break,
+            }
+        }
+        acked
+    }
+}
+
+/// An event or ack from the server.
+fn on_packet(text: &str, prefix: &str, shared: &Shared, acks: &AckWaiters) {
+    if let Some(body) = text.strip_prefix(&format!("42{prefix}")) {
+        // ["bench", {"t": micros}]: the latency from the request that carried it.
+        if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(body)
+            && let Some(t) = items.get(1).and_then(|d| d["t"].as_u64())
+        {
+            shared.record(shared.now_micros().saturating_sub(t));
+        }
+        shared.received.fetch_add(1, Ordering::Relaxed);
+    } else if let Some(rest) = text.strip_prefix(&format!("43{prefix}")) {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(id) = digits.parse::<u64>()
+            && let Some(waiter) = acks.lock().unwrap_or_else(|e| e.into_inner()).remove(&id)
+        {
+            let _ = waiter.send(());
+        }
+    }
+}
+
+async fn next_text<S>(ws: &mut S) -> Result<String, String>
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => return Ok(text.to_string()),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(None) => return Err("closed".into()),
+            Err(_) => return Err("no frame within 10 s".into()),
+        }
+    }
+}
