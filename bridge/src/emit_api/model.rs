@@ -196,8 +196,8 @@ pub struct EmitResponse {
 pub struct BatchRequest {
     /// At most 100 emit bodies (each as `POST /v1/emit` takes), sent in order. Each is checked
     /// on its own: one that is not a valid emit gets its own error in `results`, the others are
-    /// sent, so the schema of an item is any object.
-    #[schema(value_type = Vec<Object>, max_items = 100)]
+    /// sent, so the schema of an item is any value.
+    #[schema(value_type = Vec<serde_json::Value>, max_items = 100)]
     pub messages: Vec<Value>,
 }
 
