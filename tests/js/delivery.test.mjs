@@ -2,9 +2,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { once } from "node:events";
-import { setup, startReceiver, connected, next, emitWithAck, sleep, metric, until, signedBy, rawClient } from "./harness.mjs";
+import { setup, startReceiver, connected, next, emitWithAck, sleep, metric, until, signedBy, rawClient, startHangingServer } from "./harness.mjs";
 
 test("retryable failures are retried with the same webhook-id until a 2xx", async () => {
   const answers = [500, 503, 200];
@@ -253,11 +251,9 @@ test("a webhook's static headers are sent with every attempt; a disabled webhook
 });
 
 test("a full queue (1,024 messages behind a hanging endpoint) refuses the next events with queue_full, counted", async () => {
-  const hanging = createServer(() => {}); // never answers
-  hanging.listen(0, "127.0.0.1");
-  await once(hanging, "listening");
+  const hanging = await startHangingServer(); // never answers
   const env = await setup({
-    hooks: [{ events: ["*"], url: `http://127.0.0.1:${hanging.address().port}/`, timeout_ms: 60000 }],
+    hooks: [{ events: ["*"], url: hanging.url, timeout_ms: 60000 }],
     env: { BRIDGE_EVENT_RATE_LIMIT: "100000", BRIDGE_EVENT_RATE_BURST: "100000" },
   });
   try {
@@ -276,7 +272,6 @@ test("a full queue (1,024 messages behind a hanging endpoint) refuses the next e
     assert.equal(await metric(env.bridge, "bridge_webhook_dropped_total", { reason: "queue_full", node }), total - 1025);
     raw.close();
   } finally {
-    hanging.closeAllConnections();
     hanging.close();
     await env.close();
   }

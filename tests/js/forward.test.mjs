@@ -2,9 +2,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { once } from "node:events";
-import { setup, connect, connected, next, emitWithAck, verifySignature, signedBy, hsToken, sleep, rawClient, until, freePort } from "./harness.mjs";
+import { setup, connect, connected, next, emitWithAck, verifySignature, signedBy, hsToken, sleep, rawClient, until, freePort, startHangingServer } from "./harness.mjs";
 
 const BOTH = ["v4", "v2"];
 
@@ -312,11 +310,9 @@ test("events sent the instant a socket connects are all forwarded", async () => 
 });
 
 test("a $connect gate that times out or cannot be reached refuses with forbidden", async () => {
-  const hanging = createServer(() => {}); // never answers
-  hanging.listen(0, "127.0.0.1");
-  await once(hanging, "listening");
+  const hanging = await startHangingServer(); // never answers
   const env = await setup({
-    hooks: [{ events: ["$connect"], reply: true, url: `http://127.0.0.1:${hanging.address().port}/`, timeout_ms: 300 }],
+    hooks: [{ events: ["$connect"], reply: true, url: hanging.url, timeout_ms: 300 }],
   });
   try {
     const dead = await env.bridge.createNamespace({ name: "/dead" });
@@ -328,7 +324,6 @@ test("a $connect gate that times out or cannot be reached refuses with forbidden
       assert.equal(refused, "forbidden", `${version}: connection refused`);
     }
   } finally {
-    hanging.closeAllConnections();
     hanging.close();
     await env.close();
   }

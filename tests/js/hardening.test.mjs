@@ -8,7 +8,7 @@ import { Manager } from "socket.io-client";
 import { WebSocket } from "ws";
 import { once } from "node:events";
 import { readFileSync, existsSync, statSync } from "node:fs";
-import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, freePort, next, onAnyEvent, rawClient, signedBy } from "./harness.mjs";
+import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, freePort, next, onAnyEvent, rawClient, signedBy, startHangingServer } from "./harness.mjs";
 
 
 for (const [engine, fresh] of [["Postgres", freshPostgres], ["SQLite", freshSqlite]]) {
@@ -310,13 +310,11 @@ function rssMiB(pid) {
 }
 
 test("a hanging webhook holds at most its byte budget in memory; beyond it events are refused with queue_full", async () => {
-  const hanging = createHttpServer(() => {}); // never answers
-  hanging.listen(0, "127.0.0.1");
-  await once(hanging, "listening");
+  const hanging = await startHangingServer(); // never answers
   const bridge = await startBridge({ BRIDGE_QUEUE_WEBHOOK_BYTES: String(8 << 20), BRIDGE_QUEUE_TOTAL_BYTES: String(16 << 20) });
   try {
     const ns = await bridge.createNamespace({ name: "/chat" });
-    await bridge.createWebhook(ns.id, { url: `http://127.0.0.1:${hanging.address().port}/`, events: ["*"], timeout_ms: 60000 });
+    await bridge.createWebhook(ns.id, { url: hanging.url, events: ["*"], timeout_ms: 60000 });
     const socket = await connected("v4", `${bridge.url}/chat`, { transports: ["websocket"] });
     const before = rssMiB(bridge.pid);
     const big = "x".repeat(900_000);
@@ -334,7 +332,6 @@ test("a hanging webhook holds at most its byte budget in memory; beyond it event
     assert.ok(grown < 60, `RSS grew ${grown.toFixed(1)} MiB for 90 MB offered`);
     socket.close();
   } finally {
-    hanging.closeAllConnections();
     hanging.close();
     await bridge.stop();
   }

@@ -188,6 +188,20 @@ function postgresUrl(database) {
   return url.toString();
 }
 
+/** An HTTP server that accepts requests and never answers them: a hanging webhook endpoint. */
+export async function startHangingServer() {
+  const server = createServer(() => {});
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    url: `http://127.0.0.1:${server.address().port}/`,
+    close() {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
 /** Runs SQL on the tests' Postgres server (as the tests' superuser). */
 export function psql(sql, database = "postgres") {
   return execFileSync("psql", [postgresUrl(database), "-qAtc", sql], { encoding: "utf8" });
