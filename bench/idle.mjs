@@ -1,0 +1,34 @@
+// Many idle clients held for a while: every heartbeat answered, none dropped, RSS per connection.
+//
+//   cargo build --release -p bridge -p loadgen && (cd tests/js && npm ci)
+//   bash -c 'ulimit -n 20000; node bench/idle.mjs [clients] [seconds] [v2]'
+//
+// The bridge (JWT namespace) and one load generator process; bounded by the hold time.
+
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startBridge, hsToken } from "../tests/js/harness.mjs";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const LOADGEN = process.env.LOADGEN_BIN ?? join(root, "target", "release", "loadgen");
+const CLIENTS = Number(process.argv[2] ?? 10000);
+const SECONDS = Number(process.argv[3] ?? 120);
+const V2 = process.argv[4] === "v2";
+
+const bridge = await startBridge({ RUST_LOG: "warn,bridge::app=info", BRIDGE_MAX_CONNECTIONS: "30000" });
+try {
+  await bridge.createNamespace({ name: "/bench", auth: { mode: "jwt", algorithm: "HS256", secret: "idle-secret" } });
+  const token = await hsToken("idle-secret", { sub: "idle" });
+  const args = ["idle", "--url", bridge.url, "--namespace", "/bench", "--clients", String(CLIENTS), "--token", token,
+    "--pid", String(bridge.pid), "--hold-secs", String(SECONDS), "--timeout-secs", "300", ...(V2 ? ["--v2"] : [])];
+  const child = spawn(LOADGEN, args, { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  const [code] = await once(child, "exit");
+  if (code !== 0) throw new Error(`loadgen exited with ${code}`);
+  console.log(JSON.stringify(JSON.parse(out), null, 1));
+} finally {
+  await bridge.stop();
+}
