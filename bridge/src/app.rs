@@ -330,12 +330,15 @@ impl PublicSide<'_> {
             gateway: gateway.clone(),
             keys: self.keys,
         };
-        let router = Router::new()
+        let mut router = Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .with_state(self.readiness)
-            .merge(emit_api::router(emit_state))
-            .layer(socket_layer);
+            .merge(emit_api::router(emit_state));
+        if self.config.playground {
+            router = router.merge(crate::console::playground());
+        }
+        let router = router.layer(socket_layer);
         (router, gateway)
     }
 }
@@ -390,7 +393,9 @@ fn admin_router(
         .route("/metrics", get(metrics::serve))
         .with_state(metrics::recorder(&cluster.node_id))
         .route("/healthz", get(health::healthz));
-    admin_api::router(state).merge(ops)
+    admin_api::router(state)
+        .merge(ops)
+        .merge(crate::console::dashboard())
 }
 
 /// A random admin token, logged once so the operator can use it.

@@ -194,6 +194,15 @@ pub struct Settings {
     /// How long failed and dead deliveries are kept [default: 30d].
     #[arg(long, env = "BRIDGE_FAILED_RETENTION", global = true)]
     pub failed_retention: Option<String>,
+    /// Serve the client playground at /playground/ on the public listener [default: false].
+    #[arg(
+        long,
+        env = "BRIDGE_PLAYGROUND",
+        global = true,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub playground: Option<bool>,
     /// Namespaces (with their auth and webhooks) created or updated at start: TOML only.
     #[arg(skip)]
     #[serde(default)]
@@ -244,6 +253,7 @@ impl Settings {
             delivered_retention: self.delivered_retention.or(lower.delivered_retention),
             failed_retention: self.failed_retention.or(lower.failed_retention),
             rust_log: self.rust_log.or(lower.rust_log),
+            playground: self.playground.or(lower.playground),
             // Declarations come from the file alone.
             namespaces: if self.namespaces.is_empty() {
                 lower.namespaces
@@ -317,6 +327,8 @@ pub struct Config {
     pub secrets_old_keys: Vec<String>,
     /// Namespaces, webhooks and API keys the config file declares.
     pub bootstrap: Declarations,
+    /// Whether `/playground/` is served on the public listener.
+    pub playground: bool,
     /// Cluster adapter.
     pub adapter: AdapterKind,
     /// Redis URL for the redis adapter.
@@ -378,6 +390,7 @@ impl std::fmt::Debug for Config {
             .field("listen_limits", &self.listen_limits)
             .field("outbox", &self.outbox)
             .field("bootstrap", &self.bootstrap)
+            .field("playground", &self.playground)
             .finish_non_exhaustive()
     }
 }
@@ -447,6 +460,7 @@ impl Config {
                 failed_retention: retention("failed_retention", s.failed_retention, "30d")?,
             },
             rust_log: s.rust_log.unwrap_or_else(|| "info".into()),
+            playground: s.playground.unwrap_or(false),
             bootstrap: Declarations::resolve(&s.namespaces, &s.api_keys, url_policy, |var| {
                 std::env::var(var).ok()
             })

@@ -20,6 +20,7 @@ pub mod bootstrap;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod emit_api;
 pub mod health;
 pub mod listener;

@@ -1,0 +1,300 @@
+// The admin dashboard: every action is a call to the admin API with the token the user entered
+// (kept in sessionStorage, never in a URL). API errors are shown as the API says them.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { token: sessionStorage.getItem("bridge-admin-token"), namespace: null, timer: null, last: null };
+
+/** An element with text content (never HTML from data). */
+function el(tag, text, attrs = {}) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+function button(label, onClick, cls = "secondary") {
+  const b = el("button", label, { type: "button", class: cls });
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const cell of cells) {
+    const td = document.createElement("td");
+    if (cell instanceof Node) td.append(cell);
+    else if (Array.isArray(cell)) td.append(...cell);
+    else td.textContent = cell ?? "";
+    tr.append(td);
+  }
+  return tr;
+}
+
+function showError(text) {
+  $("error").textContent = text;
+  $("error").hidden = !text;
+}
+
+function showNotice(text) {
+  $("notice").textContent = text;
+  $("notice").hidden = !text;
+}
+
+/** Calls the admin API; throws the API's own `code: message` on failure. */
+async function api(method, path, body) {
+  const res = await fetch(path, {
+    method,
+    headers: { authorization: `Bearer ${state.token}`, ...(body ? { "content-type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  const json = text ? JSON.parse(text) : null;
+  if (!res.ok) {
+    if (res.status === 401) logout();
+    const err = json?.error;
+    throw new Error(err ? `${err.code}: ${err.message}` : `HTTP ${res.status}`);
+  }
+  return json;
+}
+
+/** Runs an action, showing its error instead of swallowing it. */
+function act(fn) {
+  return async (...args) => {
+    showError("");
+    try {
+      await fn(...args);
+    } catch (err) {
+      showError(err.message);
+    }
+  };
+}
+
+function show(view) {
+  for (const name of ["live", "namespaces", "keys", "deliveries"]) $(`view-${name}`).hidden = name !== view;
+  for (const b of document.querySelectorAll("#nav button")) {
+    if (b.dataset.view === view) b.setAttribute("aria-current", "page");
+    else b.removeAttribute("aria-current");
+  }
+  clearInterval(state.timer);
+  if (view === "live") {
+    refreshLive();
+    state.timer = setInterval(refreshLive, 2000);
+  }
+  if (view === "namespaces") act(loadNamespaces)();
+  if (view === "keys") act(loadKeys)();
+  if (view === "deliveries") act(loadDeliveryFilters)().then(act(loadDeliveries));
+}
+
+function logout() {
+  sessionStorage.removeItem("bridge-admin-token");
+  state.token = null;
+  clearInterval(state.timer);
+  $("nav").hidden = true;
+  for (const name of ["live", "namespaces", "keys", "deliveries"]) $(`view-${name}`).hidden = true;
+  $("login").hidden = false;
+}
+
+// Live: /admin/stats every 2 s, rates from the difference of two readings.
+const refreshLive = act(async () => {
+  const stats = await api("GET", "/admin/stats");
+  const now = Date.now();
+  const rate = (key) => (state.last ? ((stats[key] - state.last.stats[key]) * 1000) / (now - state.last.at) : 0);
+  $("node").textContent = `node ${stats.node.id}${stats.node.adapter_connected === false ? " (adapter down)" : ""}`;
+  const tiles = [
+    ["connected sockets", Object.values(stats.connections).reduce((a, b) => a + b, 0)],
+    ["events in / s", rate("events_in").toFixed(1)],
+    ["webhooks sent / s", rate("webhooks_sent").toFixed(1)],
+    ["webhooks failed / s", rate("webhooks_failed").toFixed(1)],
+    ["emits / s", rate("emits").toFixed(1)],
+    ["webhooks failed (total)", stats.webhooks_failed],
+  ];
+  $("rates").replaceChildren(...tiles.map(([label, value]) => {
+    const tile = el("div", undefined, { class: "stat" });
+    tile.append(el("div", value, { class: "value" }), el("div", label, { class: "muted" }));
+    return tile;
+  }));
+  const rows = Object.entries(stats.connections).map(([ns, n]) => row([ns, String(n)]));
+  $("connections").replaceChildren(...(rows.length ? rows : [row(["no sockets connected", ""])]));
+  state.last = { stats, at: now };
+});
+
+// Namespaces and their webhooks.
+async function loadNamespaces() {
+  const list = await api("GET", "/admin/namespaces");
+  $("namespaces").replaceChildren(...list.map((ns) => row([
+    ns.name,
+    ns.auth.mode === "jwt" ? `JWT ${ns.auth.algorithm}` : "none",
+    [
+      button("Webhooks", act(() => selectNamespace(ns))),
+      button("Delete", act(async () => {
+        if (!confirm(`Delete ${ns.name}, its webhooks and their deliveries? Its sockets are disconnected.`)) return;
+        await api("DELETE", `/admin/namespaces/${ns.id}`);
+        if (state.namespace?.id === ns.id) $("webhooks-card").hidden = true;
+        await loadNamespaces();
+      }), "danger"),
+    ],
+  ])));
+}
+
+async function selectNamespace(ns) {
+  state.namespace = ns;
+  $("webhooks-of").textContent = ns.name;
+  $("webhooks-card").hidden = false;
+  await loadWebhooks();
+}
+
+async function loadWebhooks() {
+  const ns = state.namespace;
+  const hooks = await api("GET", `/admin/namespaces/${ns.id}/webhooks`);
+  $("webhooks").replaceChildren(...hooks.map((hook) => row([
+    hook.url,
+    hook.events.join(", "),
+    [hook.reply ? "reply" : "", hook.durable ? " durable" : ""].join("").trim() || "-",
+    button(hook.enabled ? "Enabled: disable" : "Disabled: enable", act(async () => {
+      await api("PATCH", `/admin/webhooks/${hook.id}`, { enabled: !hook.enabled });
+      await loadWebhooks();
+    })),
+    [
+      button("Rotate secret", act(async () => {
+        const rotated = await api("POST", `/admin/webhooks/${hook.id}/rotate-secret`);
+        showNotice(`New secret of ${hook.url} (shown once; the old one signs beside it for 24 h): ${rotated.secret}`);
+      })),
+      button("Delete", act(async () => {
+        if (!confirm(`Delete the webhook to ${hook.url} and its deliveries?`)) return;
+        await api("DELETE", `/admin/webhooks/${hook.id}`);
+        await loadWebhooks();
+      }), "danger"),
+    ],
+  ])));
+}
+
+// API keys.
+async function loadKeys() {
+  const keys = await api("GET", "/admin/api-keys");
+  $("keys").replaceChildren(...keys.map((key) => row([
+    key.name,
+    key.namespaces.join(", "),
+    key.prefix,
+    key.revoked_at ? `revoked ${key.revoked_at}` : key.last_used_at ?? "never",
+    key.revoked_at ? "" : button("Revoke", act(async () => {
+      if (!confirm(`Revoke ${key.name}? It stops working on every node within a second.`)) return;
+      await api("DELETE", `/admin/api-keys/${key.id}`);
+      await loadKeys();
+    }), "danger"),
+  ])));
+}
+
+// Deliveries.
+async function loadDeliveryFilters() {
+  const select = document.querySelector("#delivery-filter select[name=webhook]");
+  const chosen = select.value;
+  const options = [el("option", "any", { value: "" })];
+  for (const ns of await api("GET", "/admin/namespaces")) {
+    for (const hook of await api("GET", `/admin/namespaces/${ns.id}/webhooks`)) {
+      options.push(el("option", `${ns.name} → ${hook.url}`, { value: hook.id }));
+    }
+  }
+  select.replaceChildren(...options);
+  select.value = chosen;
+}
+
+async function loadDeliveries() {
+  const form = new FormData($("delivery-filter"));
+  const query = new URLSearchParams({ limit: "100" });
+  for (const key of ["webhook", "status"]) if (form.get(key)) query.set(key, form.get(key));
+  const page = await api("GET", `/admin/deliveries?${query}`);
+  const rows = page.deliveries.map((d) => row([
+    el("code", d.id),
+    d.event,
+    d.status,
+    String(d.attempts),
+    d.last_status ?? d.last_error ?? "",
+    [
+      button("Attempts", act(() => openDelivery(d.id))),
+      button("Retry", act(async () => {
+        await api("POST", `/admin/deliveries/${d.id}/retry`);
+        showNotice(`Delivery ${d.id} sent again.`);
+        await loadDeliveries();
+      })),
+    ],
+  ]));
+  $("deliveries").replaceChildren(...(rows.length ? rows : [row(["no deliveries", "", "", "", "", ""])]));
+}
+
+async function openDelivery(id) {
+  const d = await api("GET", `/admin/deliveries/${id}`);
+  $("delivery-id").textContent = d.id;
+  $("attempts").replaceChildren(...d.history.map((a) => row([a.at, a.status ?? "-", a.error ?? "", String(a.duration_ms)])));
+  $("delivery-card").hidden = false;
+}
+
+// Wiring.
+$("login-form").addEventListener("submit", act(async (event) => {
+  event.preventDefault();
+  state.token = new FormData(event.target).get("token");
+  await api("GET", "/admin/stats");
+  sessionStorage.setItem("bridge-admin-token", state.token);
+  event.target.reset();
+  start();
+}));
+
+$("namespace-form").addEventListener("submit", act(async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const auth = form.get("mode") === "jwt" ? { mode: "jwt", algorithm: "HS256", secret: form.get("secret") } : { mode: "none" };
+  await api("POST", "/admin/namespaces", { name: form.get("name"), auth });
+  event.target.reset();
+  await loadNamespaces();
+}));
+
+$("webhook-form").addEventListener("submit", act(async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const created = await api("POST", `/admin/namespaces/${state.namespace.id}/webhooks`, {
+    url: form.get("url"),
+    events: form.get("events").split(",").map((e) => e.trim()).filter(Boolean),
+    reply: form.get("reply") === "on",
+    durable: form.get("durable") === "on",
+  });
+  showNotice(`Signing secret of ${created.url} (shown once): ${created.secret}`);
+  event.target.reset();
+  await loadWebhooks();
+}));
+
+$("key-form").addEventListener("submit", act(async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const created = await api("POST", "/admin/api-keys", {
+    name: form.get("name"),
+    namespaces: form.get("namespaces").split(",").map((n) => n.trim()).filter(Boolean),
+  });
+  showNotice(`API key ${created.name} (shown once): ${created.key}`);
+  event.target.reset();
+  await loadKeys();
+}));
+
+$("delivery-filter").addEventListener("submit", act(async (event) => {
+  event.preventDefault();
+  await loadDeliveries();
+}));
+
+$("retry-dead").addEventListener("click", act(async () => {
+  const webhook = new FormData($("delivery-filter")).get("webhook");
+  if (!webhook) throw new Error("choose a webhook first");
+  const { retried } = await api("POST", `/admin/webhooks/${webhook}/retry-dead`);
+  showNotice(`${retried} dead deliveries sent again.`);
+  await loadDeliveries();
+}));
+
+for (const b of document.querySelectorAll("#nav button")) {
+  b.addEventListener("click", () => (b.dataset.view === "logout" ? logout() : show(b.dataset.view)));
+}
+
+function start() {
+  $("login").hidden = true;
+  $("nav").hidden = false;
+  show("live");
+}
+
+if (state.token) start();

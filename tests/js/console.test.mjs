@@ -1,0 +1,130 @@
+// The web console in a real browser: Debian's Chromium driven by playwright-core. Each test saves
+// screenshots under tests/js/artifacts/.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { startBridge, startReceiver, connected, until, emitWithAck, next } from "./harness.mjs";
+
+const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), "artifacts");
+mkdirSync(ARTIFACTS, { recursive: true });
+const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
+
+async function browserPage() {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  return { browser, page };
+}
+
+test("dashboard: log in, create a namespace, a webhook and a key, see a client live, retry a failed delivery", async () => {
+  let answer = 400;
+  const receiver = await startReceiver(() => ({ status: answer }));
+  const bridge = await startBridge();
+  const { browser, page } = await browserPage();
+  const clients = [];
+  try {
+    await page.goto(`${bridge.adminUrl}/ui/`);
+    // A wrong token is refused with the API's own error.
+    await page.fill("input[name=token]", "wrong");
+    await page.click("#login-form button[type=submit]");
+    await page.getByText("unauthorized:").waitFor();
+    await page.fill("input[name=token]", bridge.token);
+    await page.click("#login-form button[type=submit]");
+    await page.getByRole("button", { name: "Namespaces" }).click();
+
+    await page.fill("#namespace-form input[name=name]", "/chat");
+    await page.click("#namespace-form button[type=submit]");
+    const row = page.locator("#namespaces tr", { hasText: "/chat" });
+    await row.waitFor();
+    // A bad name gets the API's message.
+    await page.fill("#namespace-form input[name=name]", "no slash");
+    await page.click("#namespace-form button[type=submit]");
+    await page.getByText("invalid_field: name:").waitFor();
+
+    await row.getByRole("button", { name: "Webhooks" }).click();
+    await page.fill("#webhook-form input[name=url]", receiver.url);
+    await page.click("#webhook-form button[type=submit]");
+    await page.getByText(/Signing secret of .* \(shown once\): whsec_/).waitFor();
+    await page.locator("#webhooks tr", { hasText: receiver.url }).waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-namespaces.png"), fullPage: true });
+
+    await page.getByRole("button", { name: "API keys" }).click();
+    await page.fill("#key-form input[name=name]", "orders");
+    await page.click("#key-form button[type=submit]");
+    const shown = await page.getByText(/API key orders \(shown once\): bk_\S+/).textContent();
+    const key = shown.match(/bk_\S+/)[0];
+    assert.equal((await bridge.v1("POST", "/v1/emit", key, { namespace: "/chat", event: "e" })).status, 200, "the key shown works");
+
+    // Live: a connected client appears without a reload.
+    await page.getByRole("button", { name: "Live", exact: true }).click();
+    const socket = await connected("v4", `${bridge.url}/chat`);
+    clients.push(socket);
+    await page.locator("#connections tr", { hasText: "/chat" }).getByText("1", { exact: true }).waitFor({ timeout: 10000 });
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-live.png"), fullPage: true });
+
+    // A failed delivery (the receiver answers 400: final), then retried from the dashboard.
+    assert.deepEqual(await emitWithAck(socket, "order", { n: 1 }), [{ ok: true }]);
+    await receiver.waitFor((r) => r.length === 1);
+    await page.getByRole("button", { name: "Deliveries" }).click();
+    await page.selectOption("#delivery-filter select[name=status]", "failed");
+    await page.click("#delivery-filter button[type=submit]");
+    const failed = page.locator("#deliveries tr", { hasText: "order" });
+    await failed.getByText("failed").waitFor();
+    await failed.getByRole("button", { name: "Attempts" }).click();
+    await page.locator("#attempts tr", { hasText: "400" }).waitFor();
+    answer = 200;
+    await failed.getByRole("button", { name: "Retry" }).click();
+    await page.getByText(/Delivery msg_\S+ sent again/).waitFor();
+    await receiver.waitFor((r) => r.length === 2, 10000);
+    assert.equal(receiver.received[1].headers["webhook-id"], receiver.received[0].headers["webhook-id"]);
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-deliveries.png"), fullPage: true });
+  } finally {
+    for (const c of clients) c.close();
+    await browser.close();
+    receiver.close();
+    await bridge.stop();
+  }
+});
+
+test("playground: off by default; connect, emit with an ack answered by a reply webhook, receive an emit from the API", async () => {
+  const off = await startBridge();
+  try {
+    assert.equal((await fetch(`${off.url}/playground/`)).status, 404);
+  } finally {
+    await off.stop();
+  }
+  const receiver = await startReceiver((req) => (req.json?.event === "ask" ? { body: { ack: { answer: req.json.args[0].q * 2 } } } : {}));
+  const bridge = await startBridge({ BRIDGE_PLAYGROUND: "true" });
+  const { browser, page } = await browserPage();
+  try {
+    const ns = await bridge.createNamespace({ name: "/play" });
+    await bridge.createWebhook(ns.id, { url: receiver.url, events: ["ask"], reply: true });
+    const key = await bridge.createKey(["/play"]);
+    await page.goto(`${bridge.url}/playground/`);
+    await page.fill("input[name=namespace]", "/play");
+    await page.click("#connect");
+    await page.getByText(/connected as \S+/).first().waitFor();
+    await page.fill("input[name=event]", "ask");
+    await page.fill("input[name=args]", '[{"q": 21}]');
+    await page.click("#emit");
+    await page.locator("#log div[data-kind=ack]", { hasText: '[{"answer":42}]' }).waitFor();
+    const res = await bridge.v1("POST", "/v1/emit", key, { namespace: "/play", event: "news", data: { title: "from the API" } });
+    assert.equal(res.status, 200);
+    await page.locator("#log div[data-kind=event]", { hasText: 'news [{"title":"from the API"}]' }).waitFor();
+    // Bad arguments are shown, not sent.
+    await page.fill("input[name=args]", "not json");
+    await page.click("#emit");
+    await page.getByText(/^arguments:/).waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, "playground.png"), fullPage: true });
+    const disconnected = page.locator("#log div[data-kind=disconnected]").waitFor();
+    assert.equal((await bridge.v1("POST", "/v1/disconnect", key, { namespace: "/play" })).status, 200);
+    await disconnected;
+  } finally {
+    await browser.close();
+    receiver.close();
+    await bridge.stop();
+  }
+});
