@@ -16,6 +16,8 @@ pub struct Counters {
     events_in: AtomicU64,
     webhooks_sent: AtomicU64,
     webhooks_failed: AtomicU64,
+    attempts: AtomicU64,
+    attempt_ms_total: AtomicU64,
     emits: AtomicU64,
     outbox: Mutex<OutboxStats>,
     refused_full: AtomicU64,
@@ -52,6 +54,13 @@ impl Counters {
     /// A webhook delivery succeeded.
     pub fn webhook_sent(&self) {
         self.webhooks_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An HTTP attempt to a webhook took `duration`.
+    pub fn webhook_attempt(&self, duration: std::time::Duration) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        self.attempt_ms_total.fetch_add(ms, Ordering::Relaxed);
     }
 
     /// A webhook delivery failed for good.
@@ -123,6 +132,8 @@ impl StatsSource for Counters {
             events_in: self.events_in.load(Ordering::Relaxed),
             webhooks_sent: self.webhooks_sent.load(Ordering::Relaxed),
             webhooks_failed: self.webhooks_failed.load(Ordering::Relaxed),
+            webhook_attempts: self.attempts.load(Ordering::Relaxed),
+            webhook_attempt_ms_total: self.attempt_ms_total.load(Ordering::Relaxed),
             emits: self.emits.load(Ordering::Relaxed),
             outbox: OutboxStats {
                 refused_full: self.refused_full.load(Ordering::Relaxed),

@@ -48,7 +48,15 @@ test("dashboard: log in, create a namespace, a webhook and a key, see a client l
     await page.fill("#webhook-form input[name=url]", receiver.url);
     await page.click("#webhook-form button[type=submit]");
     await page.getByText(/Signing secret of .* \(shown once\): whsec_/).waitFor();
-    await page.locator("#webhooks tr", { hasText: receiver.url }).waitFor();
+    const hookRow = page.locator("#webhooks tr", { hasText: receiver.url });
+    await hookRow.waitFor();
+    // Edit its events in place.
+    await hookRow.getByRole("button", { name: "Edit" }).click();
+    await page.fill("#webhook-form input[name=events]", "order, other");
+    await page.click("#webhook-form button[type=submit]");
+    await page.locator("#webhooks tr", { hasText: "order, other" }).waitFor();
+    const [hook] = (await bridge.admin("GET", `/admin/namespaces/${(await bridge.admin("GET", "/admin/namespaces")).body[0].id}/webhooks`)).body;
+    assert.deepEqual(hook.events, ["order", "other"]);
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-namespaces.png"), fullPage: true });
 
     await page.getByRole("button", { name: "API keys" }).click();
@@ -80,6 +88,9 @@ test("dashboard: log in, create a namespace, a webhook and a key, see a client l
     await page.getByText(/Delivery msg_\S+ sent again/).waitFor();
     await receiver.waitFor((r) => r.length === 2, 10000);
     assert.equal(receiver.received[1].headers["webhook-id"], receiver.received[0].headers["webhook-id"]);
+    // The live view shows the attempts' latency.
+    await page.getByRole("button", { name: "Live", exact: true }).click();
+    await page.locator(".stat", { hasText: "webhook latency" }).waitFor();
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-deliveries.png"), fullPage: true });
   } finally {
     for (const c of clients) c.close();

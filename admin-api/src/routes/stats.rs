@@ -22,6 +22,11 @@ pub struct Stats {
     pub webhooks_sent: u64,
     /// Webhook deliveries that failed for good.
     pub webhooks_failed: u64,
+    /// HTTP attempts made to webhooks (retries included).
+    pub webhook_attempts: u64,
+    /// Their total duration, ms: the mean latency over an interval is the difference of this
+    /// over the difference of `webhook_attempts`.
+    pub webhook_attempt_ms_total: u64,
     /// Emit API messages sent.
     pub emits: u64,
     /// The durable outbox, store-wide (read every second).

@@ -196,11 +196,13 @@ impl Dispatcher {
             }
             Attempt::Retryable { status, error, .. } => (*status, Some(error.clone())),
         };
+        let took = started.elapsed();
+        self.counters.webhook_attempt(took);
         let record = AttemptRecord {
             at,
             status: status.map(i64::from),
             error,
-            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            duration_ms: i64::try_from(took.as_millis()).unwrap_or(i64::MAX),
         };
         (attempt, record)
     }

@@ -3,7 +3,13 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: sessionStorage.getItem("bridge-admin-token"), namespace: null, timer: null, last: null };
+const state = {
+  token: sessionStorage.getItem("bridge-admin-token"),
+  namespace: null,
+  timer: null,
+  last: null,
+  editing: { namespace: null, webhook: null },
+};
 
 /** An element with text content (never HTML from data). */
 function el(tag, text, attrs = {}) {
@@ -95,6 +101,14 @@ function logout() {
   $("login").hidden = false;
 }
 
+/** Mean attempt duration since the previous reading, or "-" without attempts. */
+function latency(stats) {
+  if (!state.last) return "-";
+  const attempts = stats.webhook_attempts - state.last.stats.webhook_attempts;
+  const ms = stats.webhook_attempt_ms_total - state.last.stats.webhook_attempt_ms_total;
+  return attempts > 0 ? (ms / attempts).toFixed(1) : "-";
+}
+
 // Live: /admin/stats every 2 s, rates from the difference of two readings.
 const refreshLive = act(async () => {
   const stats = await api("GET", "/admin/stats");
@@ -106,6 +120,7 @@ const refreshLive = act(async () => {
     ["events in / s", rate("events_in").toFixed(1)],
     ["webhooks sent / s", rate("webhooks_sent").toFixed(1)],
     ["webhooks failed / s", rate("webhooks_failed").toFixed(1)],
+    ["webhook latency (ms, last 2 s)", latency(stats)],
     ["emits / s", rate("emits").toFixed(1)],
     ["webhooks failed (total)", stats.webhooks_failed],
   ];
@@ -127,6 +142,7 @@ async function loadNamespaces() {
     ns.auth.mode === "jwt" ? `JWT ${ns.auth.algorithm}` : "none",
     [
       button("Webhooks", act(() => selectNamespace(ns))),
+      button("Edit", () => editNamespace(ns)),
       button("Delete", act(async () => {
         if (!confirm(`Delete ${ns.name}, its webhooks and their deliveries? Its sockets are disconnected.`)) return;
         await api("DELETE", `/admin/namespaces/${ns.id}`);
@@ -139,6 +155,9 @@ async function loadNamespaces() {
 
 async function selectNamespace(ns) {
   state.namespace = ns;
+  state.editing.webhook = null;
+  $("webhook-form").reset();
+  $("webhook-form").querySelector("button[type=submit]").textContent = "Add webhook";
   $("webhooks-of").textContent = ns.name;
   $("webhooks-card").hidden = false;
   await loadWebhooks();
@@ -156,6 +175,7 @@ async function loadWebhooks() {
       await loadWebhooks();
     })),
     [
+      button("Edit", () => editWebhook(hook)),
       button("Rotate secret", act(async () => {
         const rotated = await api("POST", `/admin/webhooks/${hook.id}/rotate-secret`);
         showNotice(`New secret of ${hook.url} (shown once; the old one signs beside it for 24 h): ${rotated.secret}`);
@@ -239,26 +259,63 @@ $("login-form").addEventListener("submit", act(async (event) => {
   start();
 }));
 
+/** Fills the namespace form with `ns`: its submit then saves the changes. */
+function editNamespace(ns) {
+  const form = $("namespace-form");
+  state.editing.namespace = ns;
+  form.elements.name.value = ns.name;
+  form.elements.mode.value = ns.auth.mode === "jwt" ? "jwt" : "none";
+  form.elements.secret.value = "";
+  form.elements.secret.placeholder = ns.auth.mode === "jwt" ? "unchanged when empty" : "";
+  form.querySelector("button[type=submit]").textContent = `Save ${ns.name}`;
+  form.elements.name.focus();
+}
+
 $("namespace-form").addEventListener("submit", act(async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
-  const auth = form.get("mode") === "jwt" ? { mode: "jwt", algorithm: "HS256", secret: form.get("secret") } : { mode: "none" };
-  await api("POST", "/admin/namespaces", { name: form.get("name"), auth });
+  const jwt = form.get("mode") === "jwt";
+  const auth = jwt ? { mode: "jwt", algorithm: "HS256", ...(form.get("secret") ? { secret: form.get("secret") } : {}) } : { mode: "none" };
+  const editing = state.editing.namespace;
+  if (editing) await api("PATCH", `/admin/namespaces/${editing.id}`, { name: form.get("name"), auth });
+  else await api("POST", "/admin/namespaces", { name: form.get("name"), auth });
+  state.editing.namespace = null;
   event.target.reset();
+  event.target.querySelector("button[type=submit]").textContent = "Create namespace";
   await loadNamespaces();
 }));
+
+/** Fills the webhook form with `hook`: its submit then saves the changes. */
+function editWebhook(hook) {
+  const form = $("webhook-form");
+  state.editing.webhook = hook;
+  form.elements.url.value = hook.url;
+  form.elements.events.value = hook.events.join(", ");
+  form.elements.reply.checked = hook.reply;
+  form.elements.durable.checked = hook.durable;
+  form.querySelector("button[type=submit]").textContent = "Save webhook";
+  form.elements.events.focus();
+}
 
 $("webhook-form").addEventListener("submit", act(async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
-  const created = await api("POST", `/admin/namespaces/${state.namespace.id}/webhooks`, {
+  const body = {
     url: form.get("url"),
     events: form.get("events").split(",").map((e) => e.trim()).filter(Boolean),
     reply: form.get("reply") === "on",
     durable: form.get("durable") === "on",
-  });
-  showNotice(`Signing secret of ${created.url} (shown once): ${created.secret}`);
+  };
+  const editing = state.editing.webhook;
+  if (editing) {
+    await api("PATCH", `/admin/webhooks/${editing.id}`, body);
+  } else {
+    const created = await api("POST", `/admin/namespaces/${state.namespace.id}/webhooks`, body);
+    showNotice(`Signing secret of ${created.url} (shown once): ${created.secret}`);
+  }
+  state.editing.webhook = null;
   event.target.reset();
+  event.target.querySelector("button[type=submit]").textContent = "Add webhook";
   await loadWebhooks();
 }));
 
