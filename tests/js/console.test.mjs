@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startBridge, startReceiver, connected, until, emitWithAck, next } from "./harness.mjs";
+import { startBridge, startReceiver, connected, until, emitWithAck, hsToken } from "./harness.mjs";
 
 const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), "artifacts");
 mkdirSync(ARTIFACTS, { recursive: true });
@@ -113,7 +113,7 @@ test("playground: off by default; connect, emit with an ack answered by a reply 
   try {
     const ns = await bridge.createNamespace({ name: "/play" });
     await bridge.createWebhook(ns.id, { url: receiver.url, events: ["ask"], reply: true });
-    const key = await bridge.createKey(["/play"]);
+    const key = await bridge.createKey(["/play", "/secure"]);
     await page.goto(`${bridge.url}/playground/`);
     await page.fill("input[name=namespace]", "/play");
     await page.click("#connect");
@@ -133,6 +133,31 @@ test("playground: off by default; connect, emit with an ack answered by a reply 
     const disconnected = page.locator("#log div[data-kind=disconnected]").waitFor();
     assert.equal((await bridge.v1("POST", "/v1/disconnect", key, { namespace: "/play" })).status, 200);
     await disconnected;
+
+    // A JWT namespace, the token sent each of the three ways.
+    await bridge.createNamespace({ name: "/secure", auth: { mode: "jwt", algorithm: "HS256", secret: "play-secret" } });
+    const token = await hsToken("play-secret", { sub: "player" });
+    for (const mode of ["auth", "query", "authenticate"]) {
+      await page.reload();
+      await page.fill("input[name=namespace]", "/secure");
+      await page.fill("input[name=token]", token);
+      await page.selectOption("select[name=mode]", mode);
+      await page.click("#connect");
+      await page.getByText(/connected as \S+/).first().waitFor();
+      if (mode === "authenticate") await page.locator("#log div[data-kind=event]", { hasText: 'authenticated [{"user_id":"player"}]' }).waitFor();
+      const listed = await until(async () => {
+        const sockets = (await bridge.v1("GET", "/v1/sockets?namespace=/secure&user=player", key)).body.sockets ?? [];
+        return sockets.length === 1 && sockets;
+      }, 5000, `${mode}: the socket is listed as player`).catch(() => null);
+      assert.ok(listed, `${mode}: authenticated as player`);
+      assert.equal((await bridge.v1("POST", "/v1/disconnect", key, { namespace: "/secure" })).status, 200);
+    }
+    // A bad token: refused, and the page says so.
+    await page.reload();
+    await page.fill("input[name=namespace]", "/secure");
+    await page.fill("input[name=token]", "not-a-jwt");
+    await page.click("#connect");
+    await page.getByText(/connect_error: \{"message":"unauthorized"\}/).first().waitFor();
   } finally {
     await browser.close();
     receiver.close();
