@@ -46,8 +46,10 @@ pub enum DeclaredAuth {
         algorithm: JwtAlgorithm,
         /// Environment variable holding the shared secret (HS256/384/512).
         secret_env: Option<String>,
-        /// PEM public key (RS256, ES256, EdDSA).
+        /// PEM public key (RS*, PS256, ES*, EdDSA).
         public_key: Option<String>,
+        /// An identity provider's JWKS, instead of `public_key`.
+        jwks_url: Option<String>,
         /// Required `iss`.
         issuer: Option<String>,
         /// Required `aud`.
@@ -133,6 +135,7 @@ impl Declarations {
                     algorithm,
                     secret_env,
                     public_key,
+                    jwks_url,
                     issuer,
                     audience,
                     timeout_ms,
@@ -143,6 +146,7 @@ impl Declarations {
                         .map(|var| read(var, &what))
                         .transpose()?,
                     public_key: public_key.clone(),
+                    jwks_url: jwks_url.clone(),
                     issuer: issuer.clone(),
                     audience: audience.clone(),
                     timeout_ms: timeout_ms.unwrap_or(10_000),

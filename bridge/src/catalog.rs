@@ -13,6 +13,7 @@ use admin_api::{CatalogSnapshot, Store};
 use tokio::sync::watch;
 
 use crate::socket::auth::JwtVerifier;
+use crate::socket::jwks::JwksRegistry;
 
 /// How often other nodes' changes are looked for.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -81,8 +82,8 @@ pub struct CatalogData {
 }
 
 impl CatalogData {
-    /// Indexes a snapshot read from the store.
-    pub fn from_snapshot(snapshot: CatalogSnapshot) -> Self {
+    /// Indexes a snapshot read from the store; JWKS namespaces take their key sets from `jwks`.
+    pub fn from_snapshot(snapshot: CatalogSnapshot, jwks: &JwksRegistry) -> Self {
         let mut by_ns: HashMap<String, Vec<Subscription>> = HashMap::new();
         for webhook in snapshot.webhooks {
             by_ns
@@ -100,7 +101,7 @@ impl CatalogData {
             .into_iter()
             .map(|namespace| {
                 let subscriptions = by_ns.remove(&namespace.id).unwrap_or_default();
-                let verifier = compile_verifier(&namespace);
+                let verifier = compile_verifier(&namespace, jwks);
                 let entry = NamespaceEntry {
                     namespace,
                     subscriptions,
@@ -125,11 +126,11 @@ impl CatalogData {
 
 /// Parses a namespace's JWT key once per catalog version; a key that no longer parses refuses
 /// every token of that namespace (and says so in the log) rather than admitting anyone.
-fn compile_verifier(namespace: &Namespace) -> Option<Arc<JwtVerifier>> {
+fn compile_verifier(namespace: &Namespace, jwks: &JwksRegistry) -> Option<Arc<JwtVerifier>> {
     let NamespaceAuth::Jwt(auth) = &namespace.auth else {
         return None;
     };
-    match JwtVerifier::new(auth) {
+    match JwtVerifier::with_jwks(auth, jwks) {
         Ok(verifier) => Some(Arc::new(verifier)),
         Err(err) => {
             tracing::error!(namespace = %namespace.name, %err, "invalid JWT key; every token will be refused");
@@ -147,9 +148,11 @@ pub struct Catalog {
 impl Catalog {
     /// Loads the catalog once and starts refreshing it in the background.
     pub async fn start(store: Store) -> Result<Self, admin_api::StoreError> {
-        let data = CatalogData::from_snapshot(store.load_catalog().await?);
+        // One registry for the process: key sets outlive catalog versions.
+        let jwks = JwksRegistry::default();
+        let data = CatalogData::from_snapshot(store.load_catalog().await?, &jwks);
         let (tx, rx) = watch::channel(Arc::new(data));
-        tokio::spawn(refresh_loop(store, tx));
+        tokio::spawn(refresh_loop(store, tx, jwks));
         Ok(Self { rx })
     }
 
@@ -175,7 +178,7 @@ impl Catalog {
 }
 
 /// Reloads on local change notices and on the poll tick; stops when every reader is gone.
-async fn refresh_loop(store: Store, tx: watch::Sender<Arc<CatalogData>>) {
+async fn refresh_loop(store: Store, tx: watch::Sender<Arc<CatalogData>>, jwks: JwksRegistry) {
     let changes = store.changes();
     let mut healthy = true;
     loop {
@@ -185,7 +188,7 @@ async fn refresh_loop(store: Store, tx: watch::Sender<Arc<CatalogData>>) {
             () = tx.closed() => return,
         }
         let known = tx.borrow().version;
-        match reload_if_changed(&store, known).await {
+        match reload_if_changed(&store, known, &jwks).await {
             Ok(Some(data)) => {
                 tracing::debug!(version = data.version, "catalog reloaded");
                 tx.send_replace(Arc::new(data));
@@ -205,11 +208,13 @@ async fn refresh_loop(store: Store, tx: watch::Sender<Arc<CatalogData>>) {
 async fn reload_if_changed(
     store: &Store,
     known: i64,
+    jwks: &JwksRegistry,
 ) -> Result<Option<CatalogData>, admin_api::StoreError> {
     if store.catalog_version().await? == known {
         return Ok(None);
     }
     Ok(Some(CatalogData::from_snapshot(
         store.load_catalog().await?,
+        jwks,
     )))
 }

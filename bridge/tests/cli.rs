@@ -255,6 +255,7 @@ async fn token_signs_for_a_shared_secret_namespace() {
         algorithm: JwtAlgorithm::HS384,
         secret: Some("token-test-secret".into()),
         public_key: None,
+        jwks_url: None,
         issuer: Some("https://issuer.test".into()),
         audience: Some("bridge-app".into()),
         timeout_ms: 1000,
@@ -297,6 +298,7 @@ async fn token_signs_for_a_shared_secret_namespace() {
     let identity = bridge::socket::auth::JwtVerifier::new(&jwt)
         .unwrap()
         .verify(token)
+        .await
         .expect("the namespace's verifier accepts it");
     assert_eq!(identity.user_id, "alice");
     assert_eq!(identity.rooms, ["r1", "r2"]);

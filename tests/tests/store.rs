@@ -749,6 +749,7 @@ async fn secrets_are_sealed_at_rest(engine: Engine) {
         algorithm: admin_api::model::JwtAlgorithm::HS256,
         secret: Some("jwt-shared-secret".into()),
         public_key: None,
+        jwks_url: None,
         issuer: None,
         audience: None,
         timeout_ms: 1000,

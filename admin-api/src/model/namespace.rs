@@ -58,9 +58,13 @@ pub struct JwtAuth {
     /// Shared secret, required for HS*; write-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
-    /// PEM public key, required for RS256, ES256 and EdDSA.
+    /// PEM public key, for the key-pair algorithms (or `jwks_url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// An identity provider's JWKS (HTTPS; HTTP on loopback only): its keys, chosen by `kid`,
+    /// instead of a fixed `public_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
     /// Required `iss` claim, when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
@@ -87,8 +91,16 @@ pub enum JwtAlgorithm {
     HS512,
     /// RSA PKCS#1 v1.5 SHA-256.
     RS256,
+    /// RSA PKCS#1 v1.5 SHA-384.
+    RS384,
+    /// RSA PKCS#1 v1.5 SHA-512.
+    RS512,
+    /// RSA-PSS SHA-256.
+    PS256,
     /// ECDSA P-256 SHA-256.
     ES256,
+    /// ECDSA P-384 SHA-384.
+    ES384,
     /// Ed25519.
     EdDSA,
 }
@@ -120,13 +132,35 @@ impl JwtAuth {
                 }
                 Some(_) => {}
             }
+            if self.jwks_url.is_some() {
+                return Err(ApiError::invalid(
+                    "auth.jwks_url",
+                    "a JWKS holds public keys: use it with RS*, PS256, ES* or EdDSA",
+                ));
+            }
+        } else if let Some(url) = &self.jwks_url {
+            if self.public_key.is_some() || self.secret.is_some() {
+                return Err(ApiError::invalid(
+                    "auth.jwks_url",
+                    "either jwks_url or public_key, and no secret",
+                ));
+            }
+            validate_jwks_url(url)?;
         } else {
             let pem = self.public_key.as_deref().ok_or_else(|| {
-                ApiError::invalid("auth.public_key", "required for RS256, ES256 and EdDSA")
+                ApiError::invalid(
+                    "auth.public_key",
+                    "required for RS*, PS256, ES* and EdDSA (or give jwks_url)",
+                )
             })?;
             let parsed = match self.algorithm {
-                JwtAlgorithm::RS256 => DecodingKey::from_rsa_pem(pem.as_bytes()),
-                JwtAlgorithm::ES256 => DecodingKey::from_ec_pem(pem.as_bytes()),
+                JwtAlgorithm::RS256
+                | JwtAlgorithm::RS384
+                | JwtAlgorithm::RS512
+                | JwtAlgorithm::PS256 => DecodingKey::from_rsa_pem(pem.as_bytes()),
+                JwtAlgorithm::ES256 | JwtAlgorithm::ES384 => {
+                    DecodingKey::from_ec_pem(pem.as_bytes())
+                }
                 _ => DecodingKey::from_ed_pem(pem.as_bytes()),
             };
             parsed.map_err(|e| {
@@ -140,6 +174,25 @@ impl JwtAuth {
             ));
         }
         Ok(())
+    }
+}
+
+/// A JWKS address: HTTPS, or HTTP to a loopback address (a provider under test).
+fn validate_jwks_url(url: &str) -> Result<(), ApiError> {
+    let invalid = |why: &str| ApiError::invalid("auth.jwks_url", why.to_owned());
+    let parsed = url::Url::parse(url).map_err(|e| invalid(&format!("not a URL: {e}")))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(invalid(
+            "must be https:// (http:// only for a loopback address)",
+        )),
     }
 }
 
@@ -267,6 +320,7 @@ mod tests {
             algorithm: JwtAlgorithm::HS256,
             secret: Some("sealed:v1:0011aabb:AAAA".into()),
             public_key: None,
+            jwks_url: None,
             issuer: None,
             audience: None,
             timeout_ms: 1000,
@@ -281,6 +335,7 @@ mod tests {
                 algorithm: JwtAlgorithm::HS256,
                 secret: secret.map(str::to_owned),
                 public_key: None,
+                jwks_url: None,
                 issuer: None,
                 audience: None,
                 timeout_ms: 1000,
@@ -309,6 +364,7 @@ mod tests {
             algorithm: JwtAlgorithm::RS256,
             secret: None,
             public_key: Some("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----".into()),
+            jwks_url: None,
             issuer: None,
             audience: None,
             timeout_ms: 1000,

@@ -1,7 +1,12 @@
 //! JWT authentication of sockets (SPEC 4): where the token is read, and how it is checked.
 
+use std::sync::Arc;
+
 use admin_api::model::{JwtAlgorithm, JwtAuth};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use jsonwebtoken::errors::{Error as JwtError, ErrorKind};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+
+use super::jwks::{Jwks, JwksRegistry};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -24,9 +29,17 @@ struct Claims {
     rooms: Vec<String>,
 }
 
+/// Where a namespace's verification key comes from.
+enum KeySource {
+    /// A shared secret or a PEM public key, parsed once.
+    Fixed(DecodingKey),
+    /// An identity provider's key set, chosen by the token's `kid`.
+    Jwks(Arc<Jwks>),
+}
+
 /// A namespace's JWT settings with the key parsed once.
 pub struct JwtVerifier {
-    key: DecodingKey,
+    key: KeySource,
     validation: Validation,
     /// Time a socket without a handshake token has to emit `authenticate`.
     pub timeout_ms: u64,
@@ -41,15 +54,34 @@ impl std::fmt::Debug for JwtVerifier {
 }
 
 impl JwtVerifier {
-    /// Parses the key of `auth`; the admin API validated it already, so failure means a stale row.
-    pub fn new(auth: &JwtAuth) -> Result<Self, jsonwebtoken::errors::Error> {
-        let (algorithm, key) = match auth.algorithm {
-            JwtAlgorithm::HS256 => (Algorithm::HS256, hmac_key(auth)),
-            JwtAlgorithm::HS384 => (Algorithm::HS384, hmac_key(auth)),
-            JwtAlgorithm::HS512 => (Algorithm::HS512, hmac_key(auth)),
-            JwtAlgorithm::RS256 => (Algorithm::RS256, DecodingKey::from_rsa_pem(pem(auth))?),
-            JwtAlgorithm::ES256 => (Algorithm::ES256, DecodingKey::from_ec_pem(pem(auth))?),
-            JwtAlgorithm::EdDSA => (Algorithm::EdDSA, DecodingKey::from_ed_pem(pem(auth))?),
+    /// Parses the key of `auth` (a fixed one; JWKS namespaces need [`JwtVerifier::with_jwks`]).
+    /// The admin API validated it already, so failure means a stale row.
+    pub fn new(auth: &JwtAuth) -> Result<Self, JwtError> {
+        Self::with_jwks(auth, &JwksRegistry::default())
+    }
+
+    /// Like [`JwtVerifier::new`], taking a `jwks_url`'s key set from `registry`.
+    pub fn with_jwks(auth: &JwtAuth, registry: &JwksRegistry) -> Result<Self, JwtError> {
+        let algorithm = match auth.algorithm {
+            JwtAlgorithm::HS256 => Algorithm::HS256,
+            JwtAlgorithm::HS384 => Algorithm::HS384,
+            JwtAlgorithm::HS512 => Algorithm::HS512,
+            JwtAlgorithm::RS256 => Algorithm::RS256,
+            JwtAlgorithm::RS384 => Algorithm::RS384,
+            JwtAlgorithm::RS512 => Algorithm::RS512,
+            JwtAlgorithm::PS256 => Algorithm::PS256,
+            JwtAlgorithm::ES256 => Algorithm::ES256,
+            JwtAlgorithm::ES384 => Algorithm::ES384,
+            JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+        };
+        let key = match (&auth.jwks_url, auth.algorithm) {
+            (Some(url), _) => KeySource::Jwks(registry.get(url)),
+            (None, a) if a.is_hmac() => KeySource::Fixed(hmac_key(auth)),
+            (None, JwtAlgorithm::ES256 | JwtAlgorithm::ES384) => {
+                KeySource::Fixed(DecodingKey::from_ec_pem(pem(auth))?)
+            }
+            (None, JwtAlgorithm::EdDSA) => KeySource::Fixed(DecodingKey::from_ed_pem(pem(auth))?),
+            (None, _) => KeySource::Fixed(DecodingKey::from_rsa_pem(pem(auth))?),
         };
         // Only the namespace's algorithm is accepted; `exp` and `nbf` are checked when present.
         let mut validation = Validation::new(algorithm);
@@ -70,9 +102,22 @@ impl JwtVerifier {
         })
     }
 
-    /// Checks signature, `exp`, `nbf`, `iss` and `aud`; returns the identity it carries.
-    pub fn verify(&self, token: &str) -> Result<Identity, jsonwebtoken::errors::Error> {
-        let data = decode::<Claims>(token.as_bytes(), &self.key, &self.validation)?;
+    /// Checks signature, `exp`, `nbf`, `iss` and `aud`; returns the identity it carries. A JWKS
+    /// namespace's key is the one the token's `kid` names (fetched if the set lacks it).
+    pub async fn verify(&self, token: &str) -> Result<Identity, JwtError> {
+        let fetched;
+        let key = match &self.key {
+            KeySource::Fixed(key) => key,
+            KeySource::Jwks(jwks) => {
+                let kid = decode_header(token)?.kid;
+                fetched = jwks
+                    .key(kid.as_deref())
+                    .await
+                    .ok_or_else(|| JwtError::from(ErrorKind::InvalidKeyFormat))?;
+                &fetched
+            }
+        };
+        let data = decode::<Claims>(token.as_bytes(), key, &self.validation)?;
         Ok(Identity {
             user_id: data.claims.sub,
             rooms: data.claims.rooms,
@@ -125,6 +170,7 @@ mod tests {
             algorithm: JwtAlgorithm::HS256,
             secret: Some("k".into()),
             public_key: None,
+            jwks_url: None,
             issuer: issuer.map(str::to_owned),
             audience: audience.map(str::to_owned),
             timeout_ms: 1000,
@@ -140,15 +186,15 @@ mod tests {
         chrono::Utc::now().timestamp()
     }
 
-    #[test]
-    fn accepts_good_tokens_and_reads_rooms() {
+    #[tokio::test]
+    async fn accepts_good_tokens_and_reads_rooms() {
         let v = hs256(Some("me"), Some("app"));
         let t = token(
             Algorithm::HS256,
             json!({"sub": "u1", "rooms": ["a"], "iss": "me", "aud": "app", "exp": now() + 60}),
         );
         assert_eq!(
-            v.verify(&t).unwrap(),
+            v.verify(&t).await.unwrap(),
             Identity {
                 user_id: "u1".into(),
                 rooms: vec!["a".into()]
@@ -156,8 +202,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn refuses_bad_tokens() {
+    #[tokio::test]
+    async fn refuses_bad_tokens() {
         let v = hs256(Some("me"), Some("app"));
         let good = json!({"sub": "u1", "iss": "me", "aud": "app"});
         let with = |k: &str, val: Value| {
@@ -173,12 +219,16 @@ mod tests {
             json!({"iss": "me", "aud": "app"}),
         ] {
             assert!(
-                v.verify(&token(Algorithm::HS256, claims.clone())).is_err(),
+                v.verify(&token(Algorithm::HS256, claims.clone()))
+                    .await
+                    .is_err(),
                 "{claims}"
             );
         }
         assert!(
-            v.verify(&token(Algorithm::HS384, good.clone())).is_err(),
+            v.verify(&token(Algorithm::HS384, good.clone()))
+                .await
+                .is_err(),
             "other algorithm"
         );
         let forged = encode(
@@ -187,8 +237,8 @@ mod tests {
             &EncodingKey::from_secret(b"x"),
         )
         .unwrap();
-        assert!(v.verify(&forged).is_err());
-        assert!(v.verify("not.a.jwt").is_err());
+        assert!(v.verify(&forged).await.is_err());
+        assert!(v.verify("not.a.jwt").await.is_err());
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub async fn admit<A: Adapter>(
     };
     if entry.requires_jwt() {
         match handshake_token(auth.as_ref(), socket.req_parts()) {
-            Some(token) => set_identity(&session, verify(&entry, &token)?),
+            Some(token) => set_identity(&session, verify(&entry, &token).await?),
             None => {
                 // Admitted but inert until it emits `authenticate`.
                 socket.extensions.insert(session);
@@ -238,9 +238,12 @@ async fn authenticate<A: Adapter>(
         .as_ref()
         .and_then(|d| d.get("token"))
         .and_then(Value::as_str);
-    let identity = match token.map(|t| verify(&entry, t)) {
-        Some(Ok(identity)) => identity,
-        _ => return refuse_authentication(&socket, "unauthorized"),
+    let identity = match token {
+        Some(token) => verify(&entry, token).await,
+        None => Err(Refusal::Unauthorized),
+    };
+    let Ok(identity) = identity else {
+        return refuse_authentication(&socket, "unauthorized");
     };
     set_identity(&session, identity);
     if connect_gate(&gateway, &entry, &socket, &session)
@@ -297,9 +300,9 @@ async fn on_disconnect<A: Adapter>(
     );
 }
 
-fn verify(entry: &NamespaceEntry, token: &str) -> Result<Identity, Refusal> {
+async fn verify(entry: &NamespaceEntry, token: &str) -> Result<Identity, Refusal> {
     let verifier = entry.verifier.as_ref().ok_or(Refusal::Unauthorized)?;
-    verifier.verify(token).map_err(|err| {
+    verifier.verify(token).await.map_err(|err| {
         tracing::debug!(namespace = %entry.namespace.name, %err, "token refused");
         Refusal::Unauthorized
     })

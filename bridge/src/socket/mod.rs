@@ -10,6 +10,7 @@ pub mod ack;
 pub mod auth;
 pub mod connect;
 pub mod forward;
+pub mod jwks;
 pub mod session;
 pub mod v2_compat;
 

@@ -1,0 +1,112 @@
+// Namespaces whose tokens an identity provider signs: keys from a JWKS served on loopback.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { once } from "node:events";
+import { generateKeyPair, exportJWK, SignJWT } from "jose";
+import { startBridge, connected, until } from "./harness.mjs";
+
+/** A JWKS provider on loopback whose key sets can be switched, or taken down, and its fetches counted. */
+async function provider() {
+  const sets = new Map();
+  const fetches = new Map();
+  const server = createServer((req, res) => {
+    fetches.set(req.url, (fetches.get(req.url) ?? 0) + 1);
+    const keys = sets.get(req.url);
+    if (!keys) return res.writeHead(404).end();
+    res.writeHead(200, { "content-type": "application/json", "cache-control": "public, max-age=1" }).end(JSON.stringify({ keys }));
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    url: (path) => `http://127.0.0.1:${server.address().port}${path}`,
+    publish: (path, keys) => sets.set(path, keys),
+    fetches: (path) => fetches.get(path) ?? 0,
+    close() {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+/** A signing key with its public JWK (`kid` set). */
+async function key(alg, kid, crv) {
+  const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true, ...(crv ? { crv } : {}) });
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
+  const sign = (sub, { audience = "bridge" } = {}) =>
+    new SignJWT({}).setProtectedHeader({ alg, kid }).setSubject(sub).setIssuer("https://idp.test/")
+      .setAudience(audience).setExpirationTime("10m").sign(privateKey);
+  return { jwk, sign };
+}
+
+const refusal = (promise) => promise.then((s) => (s.close(), "connected"), (e) => e.message ?? e);
+
+test("JWKS: keys by kid, a new key picked up without a restart, unknown kids refused, cached keys outlive the provider", async () => {
+  const idp = await provider();
+  const bridge = await startBridge();
+  try {
+    const a = await key("RS256", "a");
+    const b = await key("RS256", "b");
+    const stranger = await key("RS256", "c");
+    idp.publish("/rsa", [a.jwk]);
+    await bridge.createNamespace({
+      name: "/idp",
+      auth: { mode: "jwt", algorithm: "RS256", jwks_url: idp.url("/rsa"), issuer: "https://idp.test/", audience: "bridge" },
+    });
+    const url = `${bridge.url}/idp`;
+    for (const version of ["v4", "v2"]) {
+      const token = await a.sign(`alice-${version}`);
+      (await connected(version, url, version === "v4" ? { auth: { token } } : { query: { token } })).close();
+    }
+
+    // The provider rotates to key b: a token with kid b connects once the set is fetched again.
+    idp.publish("/rsa", [b.jwk]);
+    const tokenB = await b.sign("bob");
+    await until(async () => (await refusal(connected("v4", url, { auth: { token: tokenB } }))) === "connected", 15000, "kid b accepted");
+
+    // A kid the provider never published is refused, and a flood of them fetches at most once per 5 s.
+    const before = idp.fetches("/rsa");
+    const started = Date.now();
+    for (let i = 0; i < 20; i++) {
+      assert.equal(await refusal(connected("v4", url, { auth: { token: await stranger.sign("mallory") } })), "unauthorized");
+    }
+    const allowed = 1 + Math.floor((Date.now() - started) / 5000);
+    assert.ok(idp.fetches("/rsa") - before <= allowed, `${idp.fetches("/rsa") - before} fetches for 20 unknown kids in ${Date.now() - started} ms`);
+    // Signed by a key of the set but for another audience: refused like any bad token.
+    assert.equal(await refusal(connected("v4", url, { auth: { token: await b.sign("eve", { audience: "other" }) } })), "unauthorized");
+
+    // The provider goes away: the cached key b keeps working.
+    idp.close();
+    (await connected("v4", url, { auth: { token: tokenB } })).close();
+  } finally {
+    idp.close();
+    await bridge.stop();
+  }
+});
+
+test("JWKS: EC (ES256) and Ed25519 (EdDSA) keys; a JWKS URL must be https, or http on loopback", async () => {
+  const idp = await provider();
+  const bridge = await startBridge();
+  try {
+    for (const [alg, crv, path] of [["ES256", undefined, "/ec"], ["EdDSA", "Ed25519", "/ed"]]) {
+      const k = await key(alg, `${alg}-1`, crv);
+      idp.publish(path, [k.jwk]);
+      await bridge.createNamespace({ name: path, auth: { mode: "jwt", algorithm: alg, jwks_url: idp.url(path), issuer: "https://idp.test/", audience: "bridge" } });
+      (await connected("v4", `${bridge.url}${path}`, { auth: { token: await k.sign(`${alg}-user`) } })).close();
+    }
+    for (const [jwks_url, says] of [
+      ["http://idp.example.com/jwks.json", "https://"],
+      ["ftp://127.0.0.1/jwks.json", "https://"],
+    ]) {
+      const res = await bridge.admin("POST", "/admin/namespaces", { name: "/bad", auth: { mode: "jwt", algorithm: "RS256", jwks_url } });
+      assert.equal(res.status, 400);
+      assert.match(res.body.error.message, new RegExp(`auth.jwks_url: .*${says}`));
+    }
+    const hs = await bridge.admin("POST", "/admin/namespaces", { name: "/bad", auth: { mode: "jwt", algorithm: "HS256", secret: "s", jwks_url: idp.url("/ec") } });
+    assert.equal(hs.status, 400);
+  } finally {
+    idp.close();
+    await bridge.stop();
+  }
+});
