@@ -7,7 +7,7 @@ use admin_api::ApiError;
 use admin_api::extract::{JsonBody, from_value};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use futures_util::StreamExt;
 use socketioxide::adapter::Adapter;
 use socketioxide::operators::BroadcastOperators;
@@ -17,8 +17,8 @@ use super::EmitState;
 use super::auth::Caller;
 use super::model::{
     AckEntry, BatchRequest, BatchResponse, DisconnectRequest, EmitRequest, EmitResponse, MAX_BATCH,
-    OkResponse, RoomsQuery, RoomsRequest, RoomsResponse, SocketEntry, SocketsQuery,
-    SocketsResponse, Targets, page_size,
+    Member, MembersQuery, MembersResponse, OkResponse, RoomsQuery, RoomsRequest, RoomsResponse,
+    SocketEntry, SocketsQuery, SocketsResponse, Targets, page_size,
 };
 use crate::cluster::{NODE_ROOM_PREFIX, is_node_room};
 use crate::payload::{AckArgs, Args, message_size};
@@ -413,6 +413,48 @@ pub async fn rooms<A: Adapter>(
     let next_cursor = (rooms.len() > limit).then(|| rooms[limit - 1].clone());
     rooms.truncate(limit);
     Ok(Json(RoomsResponse { rooms, next_cursor }))
+}
+
+/// Presence: the distinct users in a room, with how many of their sockets are in it.
+#[utoipa::path(get, path = "/v1/rooms/{room}/members", tag = "rooms",
+    params(("room" = String, Path, description = "room name"), MembersQuery),
+    responses((status = 200, body = MembersResponse), (status = 400, body = admin_api::error::ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn members<A: Adapter>(
+    State(state): State<EmitState<A>>,
+    caller: Caller,
+    Path(room): Path<String>,
+    query: Result<Query<MembersQuery>, QueryRejection>,
+) -> Result<Json<MembersResponse>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let namespace = permitted_namespace(&caller, query.namespace.as_deref())?;
+    let targets = Targets {
+        rooms: vec![room],
+        selective: true,
+        ..Targets::default()
+    };
+    let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut anonymous_sockets = 0;
+    if let Some(ops) = operators(&state, namespace, &targets)? {
+        let found = ops.fetch_sockets().await.map_err(adapter_failed)?;
+        // Rooms are asked a few sockets at a time (a request to the holding node for remote ones).
+        for batch in found.chunks(ROOMS_AT_ONCE) {
+            for entry in futures_util::future::join_all(batch.iter().map(|s| socket_entry(s))).await
+            {
+                match entry?.user_id {
+                    Some(user) => *counts.entry(user).or_default() += 1,
+                    None => anonymous_sockets += 1,
+                }
+            }
+        }
+    }
+    Ok(Json(MembersResponse {
+        members: counts
+            .into_iter()
+            .map(|(user_id, sockets)| Member { user_id, sockets })
+            .collect(),
+        anonymous_sockets,
+    }))
 }
 
 /// The `namespace` query parameter: required, and one the caller's key may act on.

@@ -49,6 +49,7 @@ pub fn router<A: Adapter>(state: EmitState<A>) -> Router {
         .route("/v1/disconnect", post(handlers::disconnect::<A>))
         .route("/v1/sockets", get(handlers::sockets::<A>))
         .route("/v1/rooms", get(handlers::rooms::<A>))
+        .route("/v1/rooms/{room}/members", get(handlers::members::<A>))
         .route("/v1/{*rest}", any(not_found_fallback))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -58,10 +59,11 @@ pub fn router<A: Adapter>(state: EmitState<A>) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     paths(handlers::emit, handlers::batch, handlers::join, handlers::leave, handlers::disconnect,
-        handlers::sockets, handlers::rooms),
+        handlers::sockets, handlers::rooms, handlers::members),
     components(schemas(model::EmitRequest, model::EmitResponse, model::AckEntry, model::BatchRequest,
         model::BatchResponse, model::RoomsRequest, model::DisconnectRequest, model::OkResponse,
-        model::SocketEntry, model::SocketsResponse, model::RoomsResponse)),
+        model::SocketEntry, model::SocketsResponse, model::RoomsResponse, model::Member,
+        model::MembersResponse)),
     tags(
         (name = "emit", description = "Emit API (public listener): send events to clients"),
         (name = "rooms", description = "Emit API (public listener): rooms, listings, disconnects"),

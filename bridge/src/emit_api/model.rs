@@ -320,6 +320,31 @@ pub struct RoomsQuery {
     pub cursor: Option<String>,
 }
 
+/// Query of `GET /v1/rooms/{room}/members`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct MembersQuery {
+    /// Namespace name.
+    pub namespace: Option<String>,
+}
+
+/// One user present in a room.
+#[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub struct Member {
+    /// The user id (`sub` of its token, or the `$connect` reply's `user_id`).
+    pub user_id: String,
+    /// How many of its sockets are in the room, on every node.
+    pub sockets: u64,
+}
+
+/// Answer of `GET /v1/rooms/{room}/members`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MembersResponse {
+    /// The distinct users in the room, by user id.
+    pub members: Vec<Member>,
+    /// Sockets in the room without a user id.
+    pub anonymous_sockets: u64,
+}
+
 /// A listing's page size: `limit` checked against 1..=1000.
 pub fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
     match limit {
