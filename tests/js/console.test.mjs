@@ -43,6 +43,17 @@ test("dashboard: log in, create a namespace, a webhook and a key, see a client l
     await page.fill("#namespace-form input[name=name]", "no slash");
     await page.click("#namespace-form button[type=submit]");
     await page.getByText("invalid_field: name:").waitFor();
+    // A JWT namespace with its auth settings: an identity provider's JWKS, issuer and audience.
+    await page.fill("#namespace-form input[name=name]", "/idp");
+    await page.selectOption("#namespace-form select[name=mode]", "jwks_url");
+    await page.selectOption("#namespace-form select[name=algorithm]", "RS256");
+    await page.fill("#namespace-form input[name=jwks_url]", "https://tenant.example.com/.well-known/jwks.json");
+    await page.fill("#namespace-form input[name=issuer]", "https://tenant.example.com/");
+    await page.fill("#namespace-form input[name=audience]", "bridge");
+    await page.click("#namespace-form button[type=submit]");
+    await page.locator("#namespaces tr", { hasText: "JWT RS256, JWKS https://tenant.example.com/.well-known/jwks.json" }).waitFor();
+    const idp = (await bridge.admin("GET", "/admin/namespaces")).body.find((n) => n.name === "/idp");
+    assert.deepEqual(idp.auth, { mode: "jwt", algorithm: "RS256", jwks_url: "https://tenant.example.com/.well-known/jwks.json", issuer: "https://tenant.example.com/", audience: "bridge", timeout_ms: 10000 });
 
     await row.getByRole("button", { name: "Webhooks" }).click();
     await page.fill("#webhook-form input[name=url]", receiver.url);
@@ -55,7 +66,8 @@ test("dashboard: log in, create a namespace, a webhook and a key, see a client l
     await page.fill("#webhook-form input[name=events]", "order, other");
     await page.click("#webhook-form button[type=submit]");
     await page.locator("#webhooks tr", { hasText: "order, other" }).waitFor();
-    const [hook] = (await bridge.admin("GET", `/admin/namespaces/${(await bridge.admin("GET", "/admin/namespaces")).body[0].id}/webhooks`)).body;
+    const chat = (await bridge.admin("GET", "/admin/namespaces")).body.find((n) => n.name === "/chat");
+    const [hook] = (await bridge.admin("GET", `/admin/namespaces/${chat.id}/webhooks`)).body;
     assert.deepEqual(hook.events, ["order", "other"]);
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-namespaces.png"), fullPage: true });
 

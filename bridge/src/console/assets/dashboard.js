@@ -139,7 +139,7 @@ async function loadNamespaces() {
   const list = await api("GET", "/admin/namespaces");
   $("namespaces").replaceChildren(...list.map((ns) => row([
     ns.name,
-    ns.auth.mode === "jwt" ? `JWT ${ns.auth.algorithm}` : "none",
+    describeAuth(ns.auth),
     [
       button("Webhooks", act(() => selectNamespace(ns))),
       button("Edit", () => editNamespace(ns)),
@@ -259,14 +259,39 @@ $("login-form").addEventListener("submit", act(async (event) => {
   start();
 }));
 
+/** A namespace's auth in a few words. */
+function describeAuth(auth) {
+  if (auth.mode !== "jwt") return "none";
+  const source = auth.jwks_url ? `JWKS ${auth.jwks_url}` : auth.public_key ? "public key" : "shared secret";
+  return `JWT ${auth.algorithm}, ${source}${auth.issuer ? `, issuer ${auth.issuer}` : ""}${auth.audience ? `, audience ${auth.audience}` : ""}`;
+}
+
+/** The `auth` object the namespace form describes (a secret left empty is not sent: kept). */
+function authFromForm(form) {
+  const mode = form.get("mode");
+  if (mode === "none") return { mode: "none" };
+  const auth = { mode: "jwt", algorithm: form.get("algorithm") };
+  for (const field of ["issuer", "audience"]) if (form.get(field)) auth[field] = form.get(field);
+  if (form.get(mode)) auth[mode] = form.get(mode);
+  return auth;
+}
+
 /** Fills the namespace form with `ns`: its submit then saves the changes. */
 function editNamespace(ns) {
   const form = $("namespace-form");
   state.editing.namespace = ns;
+  form.reset();
   form.elements.name.value = ns.name;
-  form.elements.mode.value = ns.auth.mode === "jwt" ? "jwt" : "none";
-  form.elements.secret.value = "";
-  form.elements.secret.placeholder = ns.auth.mode === "jwt" ? "unchanged when empty" : "";
+  const auth = ns.auth;
+  form.elements.mode.value = auth.mode !== "jwt" ? "none" : auth.jwks_url ? "jwks_url" : auth.public_key ? "public_key" : "secret";
+  if (auth.mode === "jwt") {
+    form.elements.algorithm.value = auth.algorithm;
+    form.elements.public_key.value = auth.public_key ?? "";
+    form.elements.jwks_url.value = auth.jwks_url ?? "";
+    form.elements.issuer.value = auth.issuer ?? "";
+    form.elements.audience.value = auth.audience ?? "";
+  }
+  form.elements.secret.placeholder = auth.mode === "jwt" ? "unchanged when empty" : "";
   form.querySelector("button[type=submit]").textContent = `Save ${ns.name}`;
   form.elements.name.focus();
 }
@@ -274,8 +299,7 @@ function editNamespace(ns) {
 $("namespace-form").addEventListener("submit", act(async (event) => {
   event.preventDefault();
   const form = new FormData(event.target);
-  const jwt = form.get("mode") === "jwt";
-  const auth = jwt ? { mode: "jwt", algorithm: "HS256", ...(form.get("secret") ? { secret: form.get("secret") } : {}) } : { mode: "none" };
+  const auth = authFromForm(form);
   const editing = state.editing.namespace;
   if (editing) await api("PATCH", `/admin/namespaces/${editing.id}`, { name: form.get("name"), auth });
   else await api("POST", "/admin/namespaces", { name: form.get("name"), auth });
