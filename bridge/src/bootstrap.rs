@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use admin_api::model::{
     ApiKey, JwtAlgorithm, JwtAuth, Namespace, NamespaceAuth, NewApiKey, NewNamespace, NewWebhook,
-    Timestamp, UrlPolicy, Webhook, api_key_prefix, generate_webhook_secret, hash_api_key, new_id,
+    Timestamp, UrlPolicy, Webhook, api_key_prefix, hash_api_key, new_id,
 };
 use admin_api::{Store, StoreError};
 use serde::Deserialize;
@@ -333,34 +333,14 @@ async fn upsert_webhook(
     current: Option<&Webhook>,
     new: &NewWebhook,
 ) -> Result<Outcome, StoreError> {
-    let now = Timestamp::now();
     let Some(current) = current else {
-        let generated = new.secret.is_none().then(generate_webhook_secret);
-        let hook = Webhook {
-            id: new_id(),
-            namespace_id: ns.id.clone(),
-            url: new.url.clone(),
-            events: new.events.clone(),
-            secret: new
-                .secret
-                .clone()
-                .or_else(|| generated.clone())
-                .unwrap_or_default(),
-            previous_secret: None,
-            reply: new.reply,
-            durable: new.durable,
-            timeout_ms: new.timeout_ms,
-            headers: new.headers.clone(),
-            enabled: new.enabled,
-            created_at: now,
-            updated_at: now,
-        };
-        store.create_webhook(&hook).await?;
-        if let Some(secret) = generated {
+        let created = new.clone().create(ns.id.clone());
+        store.create_webhook(&created.webhook).await?;
+        if let Some(secret) = created.secret {
             // The only time it is shown, as the admin API's answer would.
             tracing::warn!(
-                webhook = %hook.id,
-                url = %hook.url,
+                webhook = %created.webhook.id,
+                url = %created.webhook.url,
                 "bootstrap: generated webhook secret {secret} (shown once; set secret_env to choose it)"
             );
         }
@@ -381,27 +361,16 @@ async fn upsert_webhook(
         enabled: new.enabled,
         ..current.clone()
     };
-    if same_webhook(&wanted, current) {
+    if wanted == *current {
         return Ok(Outcome::Unchanged);
     }
     store
         .update_webhook(&Webhook {
-            updated_at: now,
+            updated_at: Timestamp::now(),
             ..wanted
         })
         .await?;
     Ok(Outcome::Updated)
-}
-
-fn same_webhook(a: &Webhook, b: &Webhook) -> bool {
-    a.events == b.events
-        && a.secret == b.secret
-        && a.previous_secret == b.previous_secret
-        && a.reply == b.reply
-        && a.durable == b.durable
-        && a.timeout_ms == b.timeout_ms
-        && a.headers == b.headers
-        && a.enabled == b.enabled
 }
 
 async fn upsert_api_key(

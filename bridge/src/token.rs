@@ -7,8 +7,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use admin_api::Store;
-use admin_api::model::{JwtAlgorithm, NamespaceAuth};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use admin_api::model::NamespaceAuth;
+use jsonwebtoken::{EncodingKey, Header};
 use serde::Serialize;
 
 use crate::config::TokenArgs;
@@ -61,16 +61,11 @@ pub async fn mint(store: &Store, args: &TokenArgs) -> Result<String, TokenError>
     let NamespaceAuth::Jwt(jwt) = namespace.auth else {
         return Err(refuse("it takes no token (auth mode none)"));
     };
-    let algorithm = match jwt.algorithm {
-        JwtAlgorithm::HS256 => Algorithm::HS256,
-        JwtAlgorithm::HS384 => Algorithm::HS384,
-        JwtAlgorithm::HS512 => Algorithm::HS512,
-        _ => {
-            return Err(refuse(
-                "its tokens are signed with a private key the bridge does not have",
-            ));
-        }
-    };
+    if !jwt.algorithm.is_hmac() {
+        return Err(refuse(
+            "its tokens are signed with a private key the bridge does not have",
+        ));
+    }
     let secret = jwt
         .secret
         .as_deref()
@@ -88,7 +83,7 @@ pub async fn mint(store: &Store, args: &TokenArgs) -> Result<String, TokenError>
         aud: jwt.audience.as_deref(),
     };
     Ok(jsonwebtoken::encode(
-        &Header::new(algorithm),
+        &Header::new(crate::socket::auth::algorithm(jwt.algorithm)),
         &claims,
         &EncodingKey::from_secret(secret.as_bytes()),
     )?)

@@ -43,7 +43,7 @@ const RESERVED_HEADERS: [&str; 7] = [
 ];
 
 /// A subscription of a URL to some of a namespace's events.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Webhook {
     /// Unique id.
     pub id: String,
@@ -148,6 +148,35 @@ fn default_true() -> bool {
 }
 
 impl NewWebhook {
+    /// The webhook this body makes in `namespace_id`, with its secret when it was generated
+    /// (given secrets are not echoed).
+    pub fn create(self, namespace_id: String) -> WebhookCreated {
+        let generated = self.secret.is_none().then(generate_webhook_secret);
+        let now = Timestamp::now();
+        let webhook = Webhook {
+            id: super::new_id(),
+            namespace_id,
+            url: self.url,
+            events: self.events,
+            secret: self
+                .secret
+                .or_else(|| generated.clone())
+                .unwrap_or_default(),
+            previous_secret: None,
+            reply: self.reply,
+            durable: self.durable,
+            timeout_ms: self.timeout_ms,
+            headers: self.headers,
+            enabled: self.enabled,
+            created_at: now,
+            updated_at: now,
+        };
+        WebhookCreated {
+            webhook,
+            secret: generated,
+        }
+    }
+
     /// Validates every field.
     pub fn validate(&self) -> Result<(), ApiError> {
         validate_url(&self.url)?;

@@ -9,7 +9,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonBody;
 use crate::model::{
     NewWebhook, SecretRotated, Timestamp, Webhook, WebhookCreated, WebhookPatch,
-    generate_webhook_secret, new_id,
+    generate_webhook_secret,
 };
 
 /// How long a rotated-out secret keeps signing beside the new one.
@@ -41,31 +41,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<WebhookCreated>), ApiError> {
     body.validate()?;
     state.url_policy.check_webhook_url(&body.url)?;
-    let generated = body.secret.is_none().then(generate_webhook_secret);
-    let now = Timestamp::now();
-    let webhook = Webhook {
-        id: new_id(),
-        namespace_id,
-        url: body.url,
-        events: body.events,
-        secret: body
-            .secret
-            .or_else(|| generated.clone())
-            .unwrap_or_default(),
-        previous_secret: None,
-        reply: body.reply,
-        durable: body.durable,
-        timeout_ms: body.timeout_ms,
-        headers: body.headers,
-        enabled: body.enabled,
-        created_at: now,
-        updated_at: now,
-    };
-    state.store.create_webhook(&webhook).await?;
-    let created = WebhookCreated {
-        webhook,
-        secret: generated,
-    };
+    let created = body.create(namespace_id);
+    state.store.create_webhook(&created.webhook).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

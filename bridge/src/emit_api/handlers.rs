@@ -293,14 +293,11 @@ pub async fn sockets<A: Adapter>(
         selective: query.room.is_some() || query.user.is_some(),
         ..Targets::default()
     };
-    let empty = || {
-        Json(SocketsResponse {
+    let Some(ops) = operators(&state, namespace, &targets)? else {
+        return Ok(Json(SocketsResponse {
             sockets: Vec::new(),
             next_cursor: None,
-        })
-    };
-    let Some(ops) = operators(&state, namespace, &targets)? else {
-        return Ok(empty());
+        }));
     };
     let mut found = ops.fetch_sockets().await.map_err(adapter_failed)?;
     found.sort_by_cached_key(|s| s.data().id.to_string());

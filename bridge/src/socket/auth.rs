@@ -62,18 +62,7 @@ impl JwtVerifier {
 
     /// Like [`JwtVerifier::new`], taking a `jwks_url`'s key set from `registry`.
     pub fn with_jwks(auth: &JwtAuth, registry: &JwksRegistry) -> Result<Self, JwtError> {
-        let algorithm = match auth.algorithm {
-            JwtAlgorithm::HS256 => Algorithm::HS256,
-            JwtAlgorithm::HS384 => Algorithm::HS384,
-            JwtAlgorithm::HS512 => Algorithm::HS512,
-            JwtAlgorithm::RS256 => Algorithm::RS256,
-            JwtAlgorithm::RS384 => Algorithm::RS384,
-            JwtAlgorithm::RS512 => Algorithm::RS512,
-            JwtAlgorithm::PS256 => Algorithm::PS256,
-            JwtAlgorithm::ES256 => Algorithm::ES256,
-            JwtAlgorithm::ES384 => Algorithm::ES384,
-            JwtAlgorithm::EdDSA => Algorithm::EdDSA,
-        };
+        let algorithm = algorithm(auth.algorithm);
         let key = match (&auth.jwks_url, auth.algorithm) {
             (Some(url), _) => KeySource::Jwks(registry.get(url)),
             (None, a) if a.is_hmac() => KeySource::Fixed(hmac_key(auth)),
@@ -122,6 +111,22 @@ impl JwtVerifier {
             user_id: data.claims.sub,
             rooms: data.claims.rooms,
         })
+    }
+}
+
+/// jsonwebtoken's name for a namespace's algorithm.
+pub fn algorithm(algorithm: JwtAlgorithm) -> Algorithm {
+    match algorithm {
+        JwtAlgorithm::HS256 => Algorithm::HS256,
+        JwtAlgorithm::HS384 => Algorithm::HS384,
+        JwtAlgorithm::HS512 => Algorithm::HS512,
+        JwtAlgorithm::RS256 => Algorithm::RS256,
+        JwtAlgorithm::RS384 => Algorithm::RS384,
+        JwtAlgorithm::RS512 => Algorithm::RS512,
+        JwtAlgorithm::PS256 => Algorithm::PS256,
+        JwtAlgorithm::ES256 => Algorithm::ES256,
+        JwtAlgorithm::ES384 => Algorithm::ES384,
+        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
     }
 }
 
