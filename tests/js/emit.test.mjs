@@ -169,12 +169,17 @@ test("join, leave and disconnect through the API; listings with filters", async 
 
     // Presence: the distinct users of a room and their sockets in it (inert sockets left out).
     const members = async (room) => (await v1("GET", `/v1/rooms/${encodeURIComponent(room)}/members?namespace=/chat`)).body;
-    assert.deepEqual(await members("r1"), { members: [{ user_id: "alice", sockets: 1 }, { user_id: "bob", sockets: 1 }], anonymous_sockets: 0 });
+    assert.deepEqual(await members("r1"), { members: [{ user_id: "alice", sockets: 1 }, { user_id: "bob", sockets: 1 }], anonymous_sockets: 0, next_cursor: null });
+    const firstPage = (await v1("GET", "/v1/rooms/r1/members?namespace=/chat&limit=1")).body;
+    assert.deepEqual(firstPage, { members: [{ user_id: "alice", sockets: 1 }], anonymous_sockets: 0, next_cursor: "alice" });
+    const secondPage = (await v1("GET", "/v1/rooms/r1/members?namespace=/chat&limit=1&cursor=alice")).body;
+    assert.deepEqual(secondPage, { members: [{ user_id: "bob", sockets: 1 }], anonymous_sockets: 0, next_cursor: null });
+    assert.equal((await v1("GET", "/v1/rooms/r1/members?namespace=/chat&limit=1001")).status, 400);
     const alice2 = await connected("v4", w.env.url, { auth: { token: await hsToken(SECRET, { sub: "alice", rooms: ["r1"] }) } });
     assert.deepEqual((await members("r1")).members, [{ user_id: "alice", sockets: 2 }, { user_id: "bob", sockets: 1 }]);
     alice2.close();
-    assert.deepEqual(await members("user:carol"), { members: [{ user_id: "carol", sockets: 1 }], anonymous_sockets: 0 });
-    assert.deepEqual(await members("nobody-here"), { members: [], anonymous_sockets: 0 });
+    assert.deepEqual(await members("user:carol"), { members: [{ user_id: "carol", sockets: 1 }], anonymous_sockets: 0, next_cursor: null });
+    assert.deepEqual(await members("nobody-here"), { members: [], anonymous_sockets: 0, next_cursor: null });
     assert.equal((await w.env.bridge.v1("GET", "/v1/rooms/r1/members?namespace=/other", w.key)).status, 403);
 
     // Pages: the same listings, two at a time, followed by their cursors.

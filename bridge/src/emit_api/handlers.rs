@@ -425,6 +425,7 @@ pub async fn members<A: Adapter>(
 ) -> Result<Json<MembersResponse>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let namespace = permitted_namespace(&caller, query.namespace.as_deref())?;
+    let limit = page_size(query.limit)?;
     let targets = Targets {
         rooms: vec![room],
         selective: true,
@@ -445,12 +446,19 @@ pub async fn members<A: Adapter>(
             }
         }
     }
+    let after = query.cursor.as_deref().unwrap_or("");
+    let mut members: Vec<Member> = counts
+        .into_iter()
+        .filter(|(user_id, _)| user_id.as_str() > after)
+        .take(limit + 1)
+        .map(|(user_id, sockets)| Member { user_id, sockets })
+        .collect();
+    let next_cursor = (members.len() > limit).then(|| members[limit - 1].user_id.clone());
+    members.truncate(limit);
     Ok(Json(MembersResponse {
-        members: counts
-            .into_iter()
-            .map(|(user_id, sockets)| Member { user_id, sockets })
-            .collect(),
+        members,
         anonymous_sockets,
+        next_cursor,
     }))
 }
 

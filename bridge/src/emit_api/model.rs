@@ -325,6 +325,11 @@ pub struct RoomsQuery {
 pub struct MembersQuery {
     /// Namespace name.
     pub namespace: Option<String>,
+    /// Page size, 1 to 1000 [default: 1000].
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// The previous page's `next_cursor`: users after this id.
+    pub cursor: Option<String>,
 }
 
 /// One user present in a room.
@@ -339,10 +344,12 @@ pub struct Member {
 /// Answer of `GET /v1/rooms/{room}/members`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MembersResponse {
-    /// The distinct users in the room, by user id.
+    /// The distinct users in the room, by user id, a page at a time.
     pub members: Vec<Member>,
-    /// Sockets in the room without a user id.
+    /// Sockets in the room without a user id (the whole room, on every page).
     pub anonymous_sockets: u64,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
 }
 
 /// A listing's page size: `limit` checked against 1..=1000.
