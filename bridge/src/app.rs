@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::admin_writes::{CatalogSync, read_your_writes};
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
+use crate::cluster::bus;
 use crate::cluster::postgres::PgDriver;
 use crate::cluster::redis::RedisDriver;
 use crate::config::{AdapterKind, Config};
@@ -146,6 +147,7 @@ impl Application {
                 counters: counters.clone(),
                 cluster: cluster.clone(),
                 connections: connections.clone(),
+                bus: None,
             },
             keys: KeyActivity::start(config.api_rate, store.clone()),
             readiness: Readiness {
@@ -281,17 +283,22 @@ type Built = (Router, Arc<dyn SocketServer>);
 async fn with_adapter(side: PublicSide<'_>, cluster: &Cluster) -> Result<Built, StartError> {
     let config = side.config;
     match config.adapter {
-        AdapterKind::Memory => Ok(side.build::<LocalAdapter>(())),
+        AdapterKind::Memory => Ok(side.build::<LocalAdapter>((), None)),
         AdapterKind::Redis => {
             let url = config.redis_url.as_deref().unwrap_or_default();
             let driver = RedisDriver::connect(url, cluster.health.clone())
                 .await
                 .map_err(|e| adapter_error("redis", e))?;
+            let notices = bus::redis_notices(&driver)
+                .await
+                .map_err(|e| adapter_error("redis", e))?;
+            let mut side = side;
+            side.parts.bus = Some(Arc::new(driver.clone()));
             let settings = RedisAdapterConfig::new()
                 .with_prefix(ADAPTER_PREFIX)
                 .with_request_timeout(ADAPTER_REQUEST_TIMEOUT);
             let state = RedisAdapterCtr::new_with_driver(driver, settings);
-            Ok(side.build::<CustomRedisAdapter<Emitter, RedisDriver>>(state))
+            Ok(side.build::<CustomRedisAdapter<Emitter, RedisDriver>>(state, Some(notices)))
         }
         AdapterKind::Postgres => {
             let driver = PgDriver::connect(
@@ -301,6 +308,11 @@ async fn with_adapter(side: PublicSide<'_>, cluster: &Cluster) -> Result<Built, 
             )
             .await
             .map_err(|e| adapter_error("postgres", e))?;
+            let notices = bus::postgres_notices(&driver)
+                .await
+                .map_err(|e| adapter_error("postgres", e))?;
+            let mut side = side;
+            side.parts.bus = Some(Arc::new(driver.clone()));
             let settings = PostgresAdapterConfig::new()
                 .with_prefix(ADAPTER_PREFIX)
                 .with_table_name("bridge_adapter_attachments")
@@ -310,7 +322,7 @@ async fn with_adapter(side: PublicSide<'_>, cluster: &Cluster) -> Result<Built, 
                 .with_hb_interval(Duration::from_secs(2))
                 .with_hb_timeout(Duration::from_secs(6));
             let state = PostgresAdapterCtr::new_with_driver(driver, settings);
-            Ok(side.build::<CustomPostgresAdapter<Emitter, PgDriver>>(state))
+            Ok(side.build::<CustomPostgresAdapter<Emitter, PgDriver>>(state, Some(notices)))
         }
     }
 }
@@ -323,9 +335,17 @@ fn adapter_error(adapter: &'static str, err: impl std::fmt::Display) -> StartErr
 }
 
 impl PublicSide<'_> {
-    /// Socket.IO, the emit API and the probes, on adapter `A`.
-    fn build<A: Adapter + DefinedAdapter>(self, adapter: A::State) -> Built {
+    /// Socket.IO, the emit API and the probes, on adapter `A`; `notices` are the other nodes'
+    /// room changes.
+    fn build<A: Adapter + DefinedAdapter>(
+        self,
+        adapter: A::State,
+        notices: Option<bus::Notices>,
+    ) -> Built {
         let (socket_layer, gateway) = Gateway::<A>::build(self.config, self.parts, adapter);
+        if let Some(notices) = notices {
+            gateway.follow_notices(notices);
+        }
         let emit_state = EmitState {
             gateway: gateway.clone(),
             keys: self.keys,

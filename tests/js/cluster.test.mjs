@@ -306,3 +306,48 @@ test("postgres: the adapter's connections killed with pg_terminate_backend come 
     await c.close();
   }
 });
+
+for (const adapter of ["redis", "postgres"]) {
+  test(`${adapter}: room lifecycle deliveries describe each node's sockets, also when another node's emit API moves them`, async () => {
+    const c = await twoNodes(adapter);
+    const rooms = await startReceiver();
+    try {
+      const key = await chatOnA(c);
+      const ns = (await c.a.admin("GET", "/admin/namespaces")).body.find((n) => n.name === "/chat");
+      await c.a.createWebhook(ns.id, { url: rooms.url, events: ["$room_occupied", "$room_vacated", "$join", "$leave"] });
+      // A serves the webhook once it answers (read-your-writes); B once a probe's room is told.
+      await until(async () => {
+        (await c.client(c.b, "v4", "probe", ["probe"])).socket.close();
+        return rooms.received.some((d) => d.json.room === "probe" && d.json.node === "node-b");
+      }, 3000, "the webhook served by B");
+      const story = (room, node) =>
+        rooms.received
+          .filter((d) => d.json.room === room && d.json.node === node)
+          .map((d) => (d.json.socket ? `${d.json.type}:${d.json.socket.user_id}` : d.json.type));
+      const expectStory = (room, node, expected) =>
+        until(() => JSON.stringify(story(room, node)) === JSON.stringify(expected), 5000, `${room}@${node}: ${expected} (got ${story(room, node)})`);
+
+      // One socket per node in r1: each node reports the room occupied by its own socket.
+      await c.client(c.a, "v4", "alice", ["r1"]);
+      const bob = await c.client(c.b, "v2", "bob", ["r1"]);
+      await expectStory("r1", "node-a", ["room_occupied", "join:alice"]);
+      await expectStory("r1", "node-b", ["room_occupied", "join:bob"]);
+
+      // A's emit API moves B's socket: B tells, in order.
+      assert.equal((await c.a.v1("POST", "/v1/join", key, { namespace: "/chat", users: ["bob"], join: ["vip"] })).status, 200);
+      await expectStory("vip", "node-b", ["room_occupied", "join:bob"]);
+      assert.equal((await c.a.v1("POST", "/v1/leave", key, { namespace: "/chat", sockets: [bob.id], leave: ["vip"] })).status, 200);
+      await expectStory("vip", "node-b", ["room_occupied", "join:bob", "leave:bob", "room_vacated"]);
+
+      // B's socket goes: r1 is vacated on B, still occupied on A.
+      bob.socket.close();
+      await expectStory("r1", "node-b", ["room_occupied", "join:bob", "leave:bob", "room_vacated"]);
+      await sleep(300);
+      assert.deepEqual(story("r1", "node-a"), ["room_occupied", "join:alice"]);
+      assert.deepEqual(story("vip", "node-a"), [], "A has no socket in vip");
+    } finally {
+      rooms.close();
+      await c.close();
+    }
+  });
+}

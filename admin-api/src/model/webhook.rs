@@ -51,7 +51,7 @@ pub struct Webhook {
     pub namespace_id: String,
     /// Where deliveries are POSTed (http or https).
     pub url: String,
-    /// Patterns: exact names, `*`, `prefix*`, `$connect`, `$disconnect`.
+    /// Patterns: exact names, `*`, `prefix*`, and the lifecycle events (`$connect`, `$disconnect`, `$room_occupied`, `$room_vacated`, `$join`, `$leave`).
     pub events: Vec<String>,
     /// Signing secret (`whsec_…`); never shown after creation.
     #[serde(skip)]
@@ -253,6 +253,14 @@ pub enum EventPattern {
     Connect,
     /// `$disconnect`.
     Disconnect,
+    /// `$room_occupied`: a room gets its first socket on a node.
+    RoomOccupied,
+    /// `$room_vacated`: a room loses its last socket on a node.
+    RoomVacated,
+    /// `$join`: a socket joins a room.
+    Join,
+    /// `$leave`: a socket leaves a room.
+    Leave,
 }
 
 impl EventPattern {
@@ -263,8 +271,13 @@ impl EventPattern {
             "*" => Ok(Self::All),
             "$connect" => Ok(Self::Connect),
             "$disconnect" => Ok(Self::Disconnect),
+            "$room_occupied" => Ok(Self::RoomOccupied),
+            "$room_vacated" => Ok(Self::RoomVacated),
+            "$join" => Ok(Self::Join),
+            "$leave" => Ok(Self::Leave),
             p if p.starts_with('$') => Err(format!(
-                "{p:?}: only $connect and $disconnect may start with $"
+                "{p:?}: the only patterns starting with $ are {}",
+                LIFECYCLE_EVENTS.join(", ")
             )),
             p if RESERVED_EVENTS.contains(&p) => Err(format!(
                 "{p:?} is reserved by Socket.IO and never forwarded"
@@ -284,10 +297,25 @@ impl EventPattern {
             Self::All => true,
             Self::Prefix(prefix) => event.starts_with(prefix.as_str()),
             Self::Exact(name) => name == event,
-            Self::Connect | Self::Disconnect => false,
+            Self::Connect
+            | Self::Disconnect
+            | Self::RoomOccupied
+            | Self::RoomVacated
+            | Self::Join
+            | Self::Leave => false,
         }
     }
 }
+
+/// The events the bridge itself raises, subscribed to by name.
+pub const LIFECYCLE_EVENTS: [&str; 6] = [
+    "$connect",
+    "$disconnect",
+    "$room_occupied",
+    "$room_vacated",
+    "$join",
+    "$leave",
+];
 
 fn validate_url(url: &str) -> Result<(), ApiError> {
     let parsed =

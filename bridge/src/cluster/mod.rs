@@ -1,5 +1,6 @@
 //! Several nodes (SPEC 8): the node's id, the adapters' connections and whether they are up.
 //!
+//! - [`bus`]: room changes the emit API made on other nodes' sockets, told to those nodes.
 //! - [`health`]: one node's view of its adapter connection, for `/readyz`, stats and the emit API.
 //! - [`redis`]: the Redis pub/sub driver of `socketioxide-redis`, on a connection that comes back
 //!   by itself and subscribes again.
@@ -8,6 +9,7 @@
 //!
 //! The adapters themselves are socketioxide's; which one runs is chosen once, in `app`.
 
+pub mod bus;
 pub mod health;
 pub mod postgres;
 pub mod redis;

@@ -1,4 +1,5 @@
-//! `/v1/*` handlers: selectors become socketioxide operators; no loop over sockets here.
+//! `/v1/*` handlers: selectors become socketioxide operators; no loop over sockets here
+//! (room changes are applied socket by socket in `socket::rooms`).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use super::model::{
     Member, MembersQuery, MembersResponse, OkResponse, RoomsQuery, RoomsRequest, RoomsResponse,
     SocketEntry, SocketsQuery, SocketsResponse, Targets, page_size,
 };
+use crate::cluster::bus::RoomOp;
 use crate::cluster::{NODE_ROOM_PREFIX, is_node_room};
 use crate::payload::{AckArgs, Args, message_size};
 use crate::socket::session::INERT_ROOM;
@@ -219,7 +221,7 @@ pub async fn join<A: Adapter>(
     caller: Caller,
     JsonBody(req): JsonBody<RoomsRequest>,
 ) -> Result<Json<OkResponse>, ApiError> {
-    change_rooms(&state, &caller, &req, "join").await
+    change_rooms(&state, &caller, &req, RoomOp::Join).await
 }
 
 /// Make sockets leave rooms.
@@ -231,24 +233,26 @@ pub async fn leave<A: Adapter>(
     caller: Caller,
     JsonBody(req): JsonBody<RoomsRequest>,
 ) -> Result<Json<OkResponse>, ApiError> {
-    change_rooms(&state, &caller, &req, "leave").await
+    change_rooms(&state, &caller, &req, RoomOp::Leave).await
 }
 
 async fn change_rooms<A: Adapter>(
     state: &EmitState<A>,
     caller: &Caller,
     req: &RoomsRequest,
-    field: &'static str,
+    op: RoomOp,
 ) -> Result<Json<OkResponse>, ApiError> {
     caller.require(&req.namespace)?;
-    let rooms = req.rooms_of(field)?;
+    let rooms = req.rooms_of(op)?;
     if let Some(ops) = operators(state, &req.namespace, &req.targets())? {
-        let result = if field == "join" {
-            ops.join(rooms).await
-        } else {
-            ops.leave(rooms).await
-        };
-        result.map_err(adapter_failed)?;
+        // Socket by socket, so that each node's room tracker sees whom the change reached.
+        let sockets = ops.fetch_sockets().await.map_err(adapter_failed)?;
+        let ids = sockets.iter().map(|s| s.data().id).collect();
+        state
+            .gateway
+            .change_rooms(&req.namespace, op, rooms, ids)
+            .await
+            .map_err(adapter_failed)?;
     }
     Ok(Json(OkResponse { ok: true }))
 }

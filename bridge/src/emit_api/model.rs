@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::cluster::bus::RoomOp;
 use crate::payload::{Args, validate_binaries};
 
 /// Most messages in one batch.
@@ -231,10 +232,10 @@ pub struct RoomsRequest {
 
 impl RoomsRequest {
     /// Validates and returns the rooms of `field` (`join` or `leave`).
-    pub fn rooms_of(&self, field: &'static str) -> Result<Vec<String>, ApiError> {
-        let (given, other) = match field {
-            "join" => (&self.join, &self.leave),
-            _ => (&self.leave, &self.join),
+    pub fn rooms_of(&self, op: RoomOp) -> Result<Vec<String>, ApiError> {
+        let (field, given, other) = match op {
+            RoomOp::Join => ("join", &self.join, &self.leave),
+            RoomOp::Leave => ("leave", &self.leave, &self.join),
         };
         if other.is_some() {
             return Err(ApiError::invalid(

@@ -15,6 +15,7 @@ use socketioxide::socket::{DisconnectReason, Socket};
 use super::Gateway;
 use super::auth::{Identity, handshake_token};
 use super::forward::{Forwarder, apply_reply, deliver_lifecycle, socket_info};
+use super::rooms::USER_ROOM_PREFIX;
 use super::session::{INERT_ROOM, Session};
 use crate::catalog::NamespaceEntry;
 use crate::webhook::body::{Body, Handshake, Kind};
@@ -124,16 +125,13 @@ fn activate<A: Adapter>(
     entry: &NamespaceEntry,
 ) {
     if let Some(user_id) = session.user_id() {
-        socket.join(format!("user:{user_id}"));
+        socket.join(format!("{USER_ROOM_PREFIX}{user_id}"));
     }
-    let rooms = session.claim_rooms();
-    if !rooms.is_empty() {
-        socket.join(rooms);
-    }
+    gateway.rooms.join(gateway, socket, session.claim_rooms());
     socket.leave(INERT_ROOM);
     // Its rooms, then its emits, before the `$connect` body below lists the rooms.
     if let Some(reply) = session.take_connect_reply() {
-        apply_reply(socket, None, reply, gateway.max_payload);
+        apply_reply(gateway, socket, None, reply);
     }
     session.activate();
     if session.mark_counted() {
@@ -275,6 +273,7 @@ async fn on_disconnect<A: Adapter>(
     if session.was_counted() {
         gateway.counters.disconnected(session.namespace());
     }
+    gateway.rooms.disconnect(&gateway, &socket, &session);
     if !session.is_active() {
         return;
     }
@@ -369,7 +368,7 @@ async fn connect_gate<A: Adapter>(
 /// Rooms the socket will be in once connected (it is not in the namespace yet).
 fn expected_rooms<A: Adapter>(socket: &SocketRef<A>, session: &Session) -> Vec<String> {
     let mut rooms = vec![socket.id.to_string()];
-    rooms.extend(session.user_id().map(|u| format!("user:{u}")));
+    rooms.extend(session.user_id().map(|u| format!("{USER_ROOM_PREFIX}{u}")));
     rooms.extend(session.claim_rooms());
     rooms
 }

@@ -107,7 +107,7 @@ fn forward<A: Adapter>(
         };
         let on_done = sub.webhook.reply.then(|| {
             let ack = if targeted { ack.take() } else { None };
-            on_reply(socket.clone(), ack, gateway.max_payload)
+            on_reply(gateway.clone(), socket.clone(), ack)
         });
         let job = Job {
             webhook: sub.webhook.clone(),
@@ -142,46 +142,17 @@ fn forward<A: Adapter>(
     }
 }
 
-/// Queues `job` behind the socket's earlier messages to the same webhook; a durable webhook's
-/// row is handed to the outbox first. Returns the receipt of a durable job; a refusal has
-/// already been passed to the job's `on_done`.
+/// Queues `job` behind the socket's earlier messages to the same webhook.
 fn enqueue<A: Adapter>(
     gateway: &Gateway<A>,
     socket: &SocketRef<A>,
     session: &Session,
-    mut job: Job,
+    job: Job,
     seq: u64,
 ) -> Result<Option<Receipt>, Refused> {
-    let refuse = |mut job: Job, why: Refused| {
-        if let Some(on_done) = job.on_done.take() {
-            on_done(Outcome::Refused(why));
-        }
-        Err(why)
-    };
-    if !session.queues().has_room(&job.webhook.id) {
-        metrics::counter!(crate::metrics::WEBHOOK_DROPPED, "reason" => "queue_full").increment(1);
-        return refuse(job, Refused::QueueFull);
-    }
-    if job.webhook.durable {
-        let outbox = &gateway.dispatcher.outbox;
-        match outbox.submit(&job.webhook, &job.message, socket.id.as_str(), seq) {
-            Ok(receipt) => job.durable = Some(receipt),
-            Err(why) => return refuse(job, why),
-        }
-    }
-    let receipt = job.durable.clone();
-    if let Err(mut dropped) = session.queues().enqueue(&gateway.dispatcher, job) {
-        if receipt.is_some() {
-            // Written anyway: the outbox worker sends it once this process lets go of it.
-            gateway.dispatcher.outbox.let_go(&dropped.message.id);
-            return Ok(receipt);
-        }
-        if let Some(on_done) = dropped.on_done.take() {
-            on_done(Outcome::Refused(Refused::QueueFull));
-        }
-        return Err(Refused::QueueFull);
-    }
-    Ok(receipt)
+    gateway
+        .dispatcher
+        .submit(session.queues(), job, Some(socket.id.as_str()), Some(seq))
 }
 
 fn refusal(why: Refused) -> serde_json::Value {
@@ -196,14 +167,18 @@ fn answer<A: Adapter>(ack: Option<Ack<A>>, value: serde_json::Value) {
 }
 
 /// What to do with a reply webhook's answer: ack (when it answers one), rooms, emits.
-fn on_reply<A: Adapter>(socket: SocketRef<A>, ack: Option<Ack<A>>, max_payload: usize) -> OnDone {
+fn on_reply<A: Adapter>(
+    gateway: Arc<Gateway<A>>,
+    socket: SocketRef<A>,
+    ack: Option<Ack<A>>,
+) -> OnDone {
     Box::new(move |outcome| match outcome {
         // The sender let only well-formed replies through.
         Outcome::Delivered(answer) => apply_reply(
+            &gateway,
             &socket,
             ack,
             Reply::parse(&answer).unwrap_or_default(),
-            max_payload,
         ),
         Outcome::Failed(status) => {
             answer(ack, json!({"error": "webhook_failed", "status": status}))
@@ -214,22 +189,18 @@ fn on_reply<A: Adapter>(socket: SocketRef<A>, ack: Option<Ack<A>>, max_payload: 
 
 /// Applies a reply: the ack first, then joins and leaves, then the emits in order.
 pub fn apply_reply<A: Adapter>(
+    gateway: &Gateway<A>,
     socket: &SocketRef<A>,
     ack: Option<Ack<A>>,
     reply: Reply,
-    max_payload: usize,
 ) {
     if let Some(ack) = ack {
         ack.send(reply.ack.unwrap_or_default());
     }
-    if !reply.join.is_empty() {
-        socket.join(reply.join);
-    }
-    if !reply.leave.is_empty() {
-        socket.leave(reply.leave);
-    }
+    gateway.rooms.join(gateway, socket, reply.join);
+    gateway.rooms.leave(gateway, socket, reply.leave);
     for (event, args) in reply.emit {
-        send(socket, event, &args, max_payload);
+        send(socket, event, &args, gateway.max_payload);
     }
 }
 
@@ -278,7 +249,7 @@ pub fn deliver_lifecycle<A: Adapter>(
             on_done: sub
                 .webhook
                 .reply
-                .then(|| on_reply(socket.clone(), None, gateway.max_payload)),
+                .then(|| on_reply(gateway.clone(), socket.clone(), None)),
             durable: None,
         };
         if let Err(why) = enqueue(gateway, socket, session, job, body.seq) {

@@ -4,6 +4,7 @@
 //!   removes deleted ones), and holds what the handlers share.
 //! - [`connect`]: admission (JWT, the `$connect` gate), the `authenticate` flow, disconnects.
 //! - [`forward`]: the catch-all handler that turns client events into webhook deliveries.
+//! - [`rooms`]: room lifecycle deliveries (`$join`, `$leave`, occupancy).
 //! - [`session`]: per-socket state; [`auth`]: JWT checks; [`v2_compat`]: the v2 query fix.
 
 pub mod ack;
@@ -11,6 +12,7 @@ pub mod auth;
 pub mod connect;
 pub mod forward;
 pub mod jwks;
+pub mod rooms;
 pub mod session;
 pub mod v2_compat;
 
@@ -39,6 +41,7 @@ use tokio::sync::watch;
 
 use crate::catalog::{Catalog, CatalogData};
 use crate::cluster::Cluster;
+use crate::cluster::bus::{RoomBus, RoomNotice, RoomOp};
 use crate::config::Config;
 use crate::listener::Connections;
 use crate::stats::Counters;
@@ -64,6 +67,10 @@ pub struct Gateway<A: Adapter> {
     pub cluster: Cluster,
     /// The public listener's open connections (to close one whose socket timed out).
     pub connections: Arc<Connections>,
+    /// This node's sockets per application room, for the room lifecycle deliveries.
+    pub rooms: rooms::RoomTracker,
+    /// Tells the other nodes of room changes the emit API made to their sockets.
+    pub bus: Option<Arc<dyn RoomBus>>,
     /// Namespace sockets per client connection, to know when a socket is its connection's only one.
     per_connection: Mutex<HashMap<SocketAddr, usize>>,
     registered: Mutex<HashSet<String>>,
@@ -87,6 +94,8 @@ pub struct Parts {
     pub cluster: Cluster,
     /// The public listener's open connections.
     pub connections: Arc<Connections>,
+    /// The other nodes, for room changes (none with one node).
+    pub bus: Option<Arc<dyn RoomBus>>,
 }
 
 impl<A: Adapter> Gateway<A> {
@@ -135,6 +144,7 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             counters,
             cluster,
             connections,
+            bus,
         } = parts;
         let max_payload = usize::try_from(config.max_payload).unwrap_or(usize::MAX);
         let (layer, io) = SocketIo::builder()
@@ -166,6 +176,8 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             max_payload,
             cluster,
             connections,
+            rooms: rooms::RoomTracker::default(),
+            bus,
             per_connection: Mutex::new(HashMap::new()),
             registered: Mutex::new(HashSet::new()),
             applied: watch::Sender::new(0),
@@ -230,6 +242,39 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
     /// Tells the catalog version whose namespaces this node serves, each time it changes.
     pub fn applied(&self) -> watch::Receiver<i64> {
         self.applied.subscribe()
+    }
+
+    /// Applies the room changes other nodes made to this node's sockets, as they arrive.
+    pub fn follow_notices(self: &Arc<Self>, mut notices: crate::cluster::bus::Notices) {
+        let gateway = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(notice) = futures_util::StreamExt::next(&mut notices).await {
+                let Some(gateway) = gateway.upgrade() else {
+                    return;
+                };
+                gateway.apply_notice(notice);
+            }
+        });
+    }
+
+    /// Makes this node's sockets named in `notice` join or leave its rooms, through the room
+    /// tracker (the adapter may have changed their rooms already; doing it again is harmless).
+    fn apply_notice(&self, notice: RoomNotice) {
+        if *notice.from == *self.cluster.node_id {
+            return;
+        }
+        let Some(ops) = self.io.of(notice.namespace.as_str()) else {
+            return;
+        };
+        for id in &notice.sockets {
+            let Some(socket) = id.parse().ok().and_then(|sid| ops.get_socket(sid)) else {
+                continue;
+            };
+            match notice.op {
+                RoomOp::Join => self.rooms.join(self, &socket, notice.rooms.clone()),
+                RoomOp::Leave => self.rooms.leave(self, &socket, notice.rooms.clone()),
+            }
+        }
     }
 
     fn register(self: &Arc<Self>, name: &str) {

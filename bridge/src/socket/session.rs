@@ -32,6 +32,8 @@ struct Inner {
     queues: SocketQueues,
     /// Sequence number of the last body about this socket (`connect` is 0).
     seq: AtomicU64,
+    /// The application rooms it is in as the room tracker counts them; `None` once it left.
+    rooms: Mutex<Option<Vec<String>>>,
 }
 
 impl Session {
@@ -49,6 +51,7 @@ impl Session {
             limiter: Mutex::new(TokenBucket::new(rate)),
             queues: SocketQueues::default(),
             seq: AtomicU64::new(0),
+            rooms: Mutex::new(Some(Vec::new())),
         }))
     }
 
@@ -130,6 +133,42 @@ impl Session {
     /// The sequence number of the next event or `disconnect` body (1, 2, …).
     pub fn next_seq(&self) -> u64 {
         self.0.seq.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Records that it joined `rooms`; returns those it was not in yet (none once it left).
+    pub fn track_join(&self, rooms: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut tracked = lock(&self.0.rooms);
+        let Some(current) = tracked.as_mut() else {
+            return Vec::new();
+        };
+        let mut added = Vec::new();
+        for room in rooms {
+            if !current.contains(&room) {
+                current.push(room.clone());
+                added.push(room);
+            }
+        }
+        added
+    }
+
+    /// Records that it left `rooms`; returns those it was in.
+    pub fn track_leave(&self, rooms: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut tracked = lock(&self.0.rooms);
+        let Some(current) = tracked.as_mut() else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for room in rooms {
+            if let Some(idx) = current.iter().position(|r| *r == room) {
+                removed.push(current.swap_remove(idx));
+            }
+        }
+        removed
+    }
+
+    /// Records that it left every room for good (it disconnected); returns them.
+    pub fn track_close(&self) -> Vec<String> {
+        lock(&self.0.rooms).take().unwrap_or_default()
     }
 
     /// This socket's delivery queues.

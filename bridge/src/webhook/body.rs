@@ -95,6 +95,53 @@ impl Body {
     }
 }
 
+/// What happened to a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomChange {
+    /// The room got its first socket on the node.
+    RoomOccupied,
+    /// The room lost its last socket on the node.
+    RoomVacated,
+    /// A socket joined the room.
+    Join,
+    /// A socket left the room.
+    Leave,
+}
+
+impl RoomChange {
+    /// The event name webhooks subscribe to and deliveries record.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Self::RoomOccupied => "$room_occupied",
+            Self::RoomVacated => "$room_vacated",
+            Self::Join => "$join",
+            Self::Leave => "$leave",
+        }
+    }
+}
+
+/// The body of a room lifecycle delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomBody {
+    /// What happened.
+    #[serde(rename = "type")]
+    pub change: RoomChange,
+    /// Namespace name.
+    pub namespace: String,
+    /// The room.
+    pub room: String,
+    /// The node whose sockets it is about.
+    pub node: String,
+    /// Sockets of that node in the room after the change.
+    pub node_sockets: usize,
+    /// The socket that joined or left (for `join` and `leave`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<SocketInfo>,
+    /// When the bridge saw it (RFC 3339, ms).
+    pub timestamp: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -121,6 +121,52 @@ impl Dispatcher {
         }
     }
 
+    /// Queues `job` in `queues` behind the earlier messages to the same webhook; a durable
+    /// webhook's row is handed to the outbox first (recorded with `socket_id` and `seq`).
+    /// Returns the receipt of a durable job; a refusal has already been passed to the job's
+    /// `on_done`.
+    pub fn submit(
+        self: &Arc<Self>,
+        queues: &SocketQueues,
+        mut job: Job,
+        socket_id: Option<&str>,
+        seq: Option<u64>,
+    ) -> Result<Option<Receipt>, Refused> {
+        let refuse = |mut job: Job, why: Refused| {
+            if let Some(on_done) = job.on_done.take() {
+                on_done(Outcome::Refused(why));
+            }
+            Err(why)
+        };
+        if !queues.has_room(&job.webhook.id) {
+            metrics::counter!(crate::metrics::WEBHOOK_DROPPED, "reason" => "queue_full")
+                .increment(1);
+            return refuse(job, Refused::QueueFull);
+        }
+        if job.webhook.durable {
+            match self
+                .outbox
+                .submit(&job.webhook, &job.message, socket_id, seq)
+            {
+                Ok(receipt) => job.durable = Some(receipt),
+                Err(why) => return refuse(job, why),
+            }
+        }
+        let receipt = job.durable.clone();
+        if let Err(mut dropped) = queues.enqueue(self, job) {
+            if receipt.is_some() {
+                // Written anyway: the outbox worker sends it once this process lets go of it.
+                self.outbox.let_go(&dropped.message.id);
+                return Ok(receipt);
+            }
+            if let Some(on_done) = dropped.on_done.take() {
+                on_done(Outcome::Refused(Refused::QueueFull));
+            }
+            return Err(Refused::QueueFull);
+        }
+        Ok(receipt)
+    }
+
     /// Sends `job` now (waiting for its outcome), outside any queue: for `$connect` gates.
     pub async fn deliver(&self, job: &Job) -> Outcome {
         if let Some(receipt) = &job.durable {

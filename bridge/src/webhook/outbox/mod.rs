@@ -174,8 +174,8 @@ impl Outbox {
         &self,
         webhook: &Webhook,
         message: &Message,
-        socket_id: &str,
-        seq: u64,
+        socket_id: Option<&str>,
+        seq: Option<u64>,
     ) -> Result<Receipt, Refused> {
         let size = message.body.len() as u64;
         if !self.budget.try_reserve(&webhook.id, size) {
@@ -186,8 +186,8 @@ impl Outbox {
             webhook_id: webhook.id.clone(),
             event: message.event.clone(),
             payload: String::from_utf8_lossy(&message.body).into_owned(),
-            socket_id: Some(socket_id.to_owned()),
-            seq: i64::try_from(seq).ok(),
+            socket_id: socket_id.map(str::to_owned),
+            seq: seq.and_then(|seq| i64::try_from(seq).ok()),
             created_at: Timestamp::now().0,
         };
         let (done, receipt) = oneshot::channel();

@@ -1,0 +1,303 @@
+//! Room lifecycle: which application rooms this node's sockets are in, and the `$join`,
+//! `$leave`, `$room_occupied` and `$room_vacated` deliveries about them.
+//!
+//! Every join and leave of this node's sockets goes through [`RoomTracker`]: `$connect` rooms,
+//! webhook replies, the emit API (for other nodes' sockets through a
+//! [`RoomNotice`](crate::cluster::bus::RoomNotice)) and disconnects. socketioxide's adapters
+//! change rooms without telling anyone, so the tracker keeps its own count of this node's
+//! sockets per room; occupancy is therefore per node (documented in `docs/webhooks.md`).
+//!
+//! A room's deliveries go through one of [`ROOM_QUEUES`] queues chosen by the room's name, so
+//! each webhook receives a room's changes in the order they happened.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Mutex, MutexGuard};
+
+use admin_api::model::EventPattern;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
+use socketioxide_core::Sid;
+
+use super::Gateway;
+use super::forward::socket_info;
+use super::session::{INERT_ROOM, Session};
+use crate::cluster::bus::{RoomNotice, RoomOp};
+use crate::cluster::is_node_room;
+use crate::webhook::body::{RoomBody, RoomChange};
+use crate::webhook::{Job, Message, Mode, SocketQueues, message_id};
+
+/// Queues room deliveries are spread over (per webhook); a room always uses the same one.
+pub const ROOM_QUEUES: usize = 64;
+/// Prefix of the room each socket of a user is in (made by the bridge, not tracked).
+pub const USER_ROOM_PREFIX: &str = "user:";
+
+/// This node's sockets per application room, and the queues of the rooms' deliveries.
+pub struct RoomTracker {
+    /// (namespace, room) → sockets of this node in it; a room leaves the map when empty.
+    occupancy: Mutex<HashMap<(String, String), usize>>,
+    queues: Box<[SocketQueues]>,
+}
+
+impl Default for RoomTracker {
+    fn default() -> Self {
+        Self {
+            occupancy: Mutex::default(),
+            queues: (0..ROOM_QUEUES).map(|_| SocketQueues::default()).collect(),
+        }
+    }
+}
+
+/// Whether the bridge made `room` for `socket` itself: its id room, its user room, its node
+/// room and the room of sockets not yet authenticated. Those are never tracked.
+pub fn is_bridge_room(room: &str, socket_id: &str) -> bool {
+    room == socket_id
+        || room == INERT_ROOM
+        || room.starts_with(USER_ROOM_PREFIX)
+        || is_node_room(room)
+}
+
+impl RoomTracker {
+    /// Makes `socket` join `rooms`, and announces the application rooms it was not in yet.
+    pub fn join<A: Adapter>(
+        &self,
+        gateway: &Gateway<A>,
+        socket: &SocketRef<A>,
+        rooms: Vec<String>,
+    ) {
+        if rooms.is_empty() {
+            return;
+        }
+        let Some(session) = socket.extensions.get::<Session>() else {
+            socket.join(rooms);
+            return;
+        };
+        let mut occupancy = self.lock();
+        let added = session.track_join(app_rooms(&rooms, socket));
+        socket.join(rooms);
+        for room in added {
+            let count = occupancy
+                .entry((session.namespace().to_owned(), room.clone()))
+                .or_insert(0);
+            *count += 1;
+            let count = *count;
+            if count == 1 {
+                self.announce(
+                    gateway,
+                    socket,
+                    &session,
+                    RoomChange::RoomOccupied,
+                    &room,
+                    1,
+                );
+            }
+            self.announce(gateway, socket, &session, RoomChange::Join, &room, count);
+        }
+    }
+
+    /// Makes `socket` leave `rooms`, and announces the application rooms it was in.
+    pub fn leave<A: Adapter>(
+        &self,
+        gateway: &Gateway<A>,
+        socket: &SocketRef<A>,
+        rooms: Vec<String>,
+    ) {
+        if rooms.is_empty() {
+            return;
+        }
+        let Some(session) = socket.extensions.get::<Session>() else {
+            socket.leave(rooms);
+            return;
+        };
+        let occupancy = self.lock();
+        let removed = session.track_leave(app_rooms(&rooms, socket));
+        socket.leave(rooms);
+        self.left(gateway, socket, &session, occupancy, removed);
+    }
+
+    /// Announces that a disconnecting socket left every room it was in; later joins of it are
+    /// ignored.
+    pub fn disconnect<A: Adapter>(
+        &self,
+        gateway: &Gateway<A>,
+        socket: &SocketRef<A>,
+        session: &Session,
+    ) {
+        let occupancy = self.lock();
+        let removed = session.track_close();
+        self.left(gateway, socket, session, occupancy, removed);
+    }
+
+    fn left<A: Adapter>(
+        &self,
+        gateway: &Gateway<A>,
+        socket: &SocketRef<A>,
+        session: &Session,
+        mut occupancy: MutexGuard<'_, HashMap<(String, String), usize>>,
+        removed: Vec<String>,
+    ) {
+        for room in removed {
+            let key = (session.namespace().to_owned(), room);
+            let count = occupancy.get_mut(&key).map_or(0, |count| {
+                *count = count.saturating_sub(1);
+                *count
+            });
+            if count == 0 {
+                occupancy.remove(&key);
+            }
+            let room = key.1;
+            self.announce(gateway, socket, session, RoomChange::Leave, &room, count);
+            if count == 0 {
+                self.announce(gateway, socket, session, RoomChange::RoomVacated, &room, 0);
+            }
+        }
+    }
+
+    /// Queues a delivery of `change` to every webhook of the namespace that asked for it.
+    /// Called with the occupancy lock held, so a room's deliveries are queued in order.
+    fn announce<A: Adapter>(
+        &self,
+        gateway: &Gateway<A>,
+        socket: &SocketRef<A>,
+        session: &Session,
+        change: RoomChange,
+        room: &str,
+        node_sockets: usize,
+    ) {
+        let Some(entry) = gateway.catalog.namespace(session.namespace()) else {
+            return;
+        };
+        let pattern = pattern_of(change);
+        let mut subs = entry
+            .subscriptions
+            .iter()
+            .filter(|sub| sub.wants_lifecycle(&pattern))
+            .peekable();
+        if subs.peek().is_none() {
+            return;
+        }
+        let about_socket = matches!(change, RoomChange::Join | RoomChange::Leave);
+        let body = RoomBody {
+            change,
+            namespace: session.namespace().to_owned(),
+            room: room.to_owned(),
+            node: gateway.cluster.node_id.to_string(),
+            node_sockets,
+            socket: about_socket.then(|| socket_info(&gateway.cluster, socket, session)),
+            timestamp: admin_api::model::Timestamp::now().to_rfc3339(),
+        };
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        let queues = &self.queues[queue_of(session.namespace(), room)];
+        for sub in subs {
+            let job = Job {
+                webhook: sub.webhook.clone(),
+                message: Message {
+                    id: message_id(),
+                    event: change.event_name().to_owned(),
+                    body: bytes.clone(),
+                },
+                mode: Mode::Retry,
+                on_done: None,
+                durable: None,
+            };
+            let socket_id = about_socket.then_some(socket.id.as_str());
+            if let Err(why) = gateway.dispatcher.submit(queues, job, socket_id, None) {
+                tracing::warn!(room, webhook = %sub.webhook.id, event = change.event_name(), %why, "room delivery refused");
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), usize>> {
+        self.occupancy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<A: Adapter> Gateway<A> {
+    /// Makes the sockets `ids` of `namespace` (on any node) join or leave `rooms`: this node's
+    /// through the tracker; the others' through the adapter (so the change stays in order with
+    /// later emits) and a [`RoomNotice`] for their trackers.
+    pub async fn change_rooms(
+        &self,
+        namespace: &str,
+        op: RoomOp,
+        rooms: Vec<String>,
+        ids: Vec<Sid>,
+    ) -> Result<(), String> {
+        let Some(ops) = self.io.of(namespace) else {
+            return Ok(());
+        };
+        let mut remote = Vec::new();
+        for sid in ids {
+            match (ops.get_socket(sid), op) {
+                (Some(socket), RoomOp::Join) => self.rooms.join(self, &socket, rooms.clone()),
+                (Some(socket), RoomOp::Leave) => self.rooms.leave(self, &socket, rooms.clone()),
+                (None, _) => remote.push(sid.to_string()),
+            }
+        }
+        if remote.is_empty() {
+            return Ok(());
+        }
+        let targets = ops.to(remote.clone());
+        match op {
+            RoomOp::Join => targets.join(rooms.clone()).await,
+            RoomOp::Leave => targets.leave(rooms.clone()).await,
+        }
+        .map_err(|err| err.to_string())?;
+        if let Some(bus) = &self.bus {
+            let from = &self.cluster.node_id;
+            for notice in RoomNotice::split(from, namespace, op, &rooms, &remote) {
+                bus.publish(&notice).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rooms of `rooms` the tracker counts (not the bridge's own), without repeats.
+fn app_rooms<A: Adapter>(rooms: &[String], socket: &SocketRef<A>) -> Vec<String> {
+    let id = socket.id.as_str();
+    let mut out: Vec<String> = Vec::with_capacity(rooms.len());
+    for room in rooms {
+        if !is_bridge_room(room, id) && !out.contains(room) {
+            out.push(room.clone());
+        }
+    }
+    out
+}
+
+fn pattern_of(change: RoomChange) -> EventPattern {
+    match change {
+        RoomChange::RoomOccupied => EventPattern::RoomOccupied,
+        RoomChange::RoomVacated => EventPattern::RoomVacated,
+        RoomChange::Join => EventPattern::Join,
+        RoomChange::Leave => EventPattern::Leave,
+    }
+}
+
+/// The queue of a room's deliveries.
+fn queue_of(namespace: &str, room: &str) -> usize {
+    let mut hasher = DefaultHasher::new();
+    (namespace, room).hash(&mut hasher);
+    (hasher.finish() % ROOM_QUEUES as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_rooms_are_not_tracked() {
+        assert!(is_bridge_room("abc", "abc"));
+        assert!(is_bridge_room("user:alice", "abc"));
+        assert!(is_bridge_room("node:n1", "abc"));
+        assert!(is_bridge_room(INERT_ROOM, "abc"));
+        assert!(!is_bridge_room("lobby", "abc"));
+        assert!(!is_bridge_room("other-socket-id", "abc"));
+    }
+
+    #[test]
+    fn a_room_always_uses_the_same_queue() {
+        assert_eq!(queue_of("/chat", "lobby"), queue_of("/chat", "lobby"));
+        assert!(queue_of("/chat", "lobby") < ROOM_QUEUES);
+    }
+}
