@@ -160,8 +160,9 @@ impl Application {
             limit: usize::try_from(config.max_payload).unwrap_or(usize::MAX),
             inner: public_router.clone(),
         };
-        let public_router =
-            public_router.layer(middleware::from_fn_with_state(v2_compat, fix_v2_connect));
+        let public_router = public_router
+            .layer(middleware::from_fn(crate::socket::owned_request::own_bytes))
+            .layer(middleware::from_fn_with_state(v2_compat, fix_v2_connect));
         let sync = CatalogSync {
             store: store.clone(),
             applied: sockets.applied(),

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod connect;
 pub mod forward;
 pub mod jwks;
+pub mod owned_request;
 pub mod rooms;
 pub mod session;
 pub mod v2_compat;
