@@ -549,3 +549,30 @@ test("BRIDGE_SECRETS_KEY seals webhook and JWT secrets in the store; without it 
   }
   await assert.rejects(startBridge({ DATABASE_URL: db.url, BRIDGE_SECRETS_KEY: keyA }), /exited with 1/, "resealed: A alone no longer opens them");
 });
+
+test("a WebSocket upgrade socketioxide refuses gets its answer, for v4 and (through the v2 relay) v2 clients", async () => {
+  const bridge = await startBridge();
+  try {
+    const { request } = await import("node:http");
+    const upgrade = (eio) =>
+      new Promise((resolve, reject) => {
+        const req = request(`${bridge.url}/socket.io/?EIO=${eio}&transport=carrier-pigeon`, {
+          headers: { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" },
+        });
+        req.on("upgrade", (res, socket) => (socket.destroy(), resolve({ status: res.statusCode })));
+        req.on("response", async (res) => {
+          let body = "";
+          for await (const chunk of res) body += chunk;
+          resolve({ status: res.statusCode, body });
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    const v4 = await upgrade(4);
+    const v2 = await upgrade(3);
+    assert.ok(v4.status >= 400 && v4.status < 500, JSON.stringify(v4));
+    assert.deepEqual(v2, v4, "the relay passes socketioxide's answer on");
+  } finally {
+    await bridge.stop();
+  }
+});
