@@ -5,8 +5,8 @@
 //   (cd tests/js && npm ci) && (cd bench/node-ref && npm ci)
 //   bash -c 'ulimit -n 20000; node bench/compare.mjs [idle-clients] [fanout-clients] [broadcasts] [forward-clients] [events]'
 //
-// Workloads (each bounded; the run stops by itself): `idle` holds N clients (v4, then v2) for 20 s answering
-// heartbeats (RSS per connection); `fanout` (v4, then v2) sends broadcasts at 20 per second through the REST
+// Workloads (each bounded; the run stops by itself): `idle` holds N clients (v4, then v2, each on a fresh
+// server process) for 20 s answering heartbeats (RSS per connection); `fanout` (v4, then v2) sends broadcasts at 20 per second through the REST
 // emit endpoint to N clients (delivery, latency, server CPU per delivered message); `forward` has
 // N clients emit E events each with an ack, every event forwarded as a signed webhook (acked
 // events per second, ack latency, server CPU per event). Both servers check a JWT at the handshake.
@@ -48,14 +48,18 @@ async function loadgen(args) {
   return JSON.parse(out);
 }
 
-/** Runs the three workloads against a server at `url` (process `pid`). */
-async function workloads(url, pid, emitUrl, emitKey) {
+/**
+ * The workloads against a server at `url` (process `pid`). `only` picks one: `idle`, `idle_v2` (each
+ * measured on a fresh process, since memory freed by an earlier workload would hide new
+ * connections' cost) or `traffic` (fan-out to v4 and v2 clients, then forwarding).
+ */
+async function workloads(only, url, pid, emitUrl, emitKey) {
   const common = (clients) => ["--url", url, "--namespace", "/bench", "--clients", String(clients), "--token", token, "--pid", String(pid)];
+  if (only === "idle") return { idle: await loadgen(["idle", ...common(IDLE), "--hold-secs", "20"]) };
+  if (only === "idle_v2") return { idle_v2: await loadgen(["idle", ...common(IDLE), "--v2", "--hold-secs", "20"]) };
   const webhooksBefore = webhooks;
   const fanout = (v2) => ["fanout", ...common(FANOUT), ...v2, "--emit-url", emitUrl, "--emit-key", emitKey, "--messages", String(BROADCASTS), "--rate", "20"];
   return {
-    idle: await loadgen(["idle", ...common(IDLE), "--hold-secs", "20"]),
-    idle_v2: await loadgen(["idle", ...common(IDLE), "--v2", "--hold-secs", "20"]),
     fanout: await loadgen(fanout([])),
     fanout_v2: await loadgen(fanout(["--v2"])),
     forward: await loadgen(["forward", ...common(FORWARD), "--events", String(EVENTS)]),
@@ -64,13 +68,18 @@ async function workloads(url, pid, emitUrl, emitKey) {
   };
 }
 
+/** Each workload on a fresh process of `server`, merged. */
+async function allWorkloads(server) {
+  return { ...(await server("idle")), ...(await server("idle_v2")), ...(await server("traffic")) };
+}
+
 /** Waits up to 30 s for the receiver to count `total` webhooks; returns its count. */
 async function delivered(total) {
   for (let waited = 0; webhooks < total && waited < 30000; waited += 100) await new Promise((r) => setTimeout(r, 100));
   return webhooks;
 }
 
-async function bridgeRun() {
+async function bridgeRun(only) {
   const bridge = await startBridge({
     RUST_LOG: "warn,bridge::app=info",
     BRIDGE_EVENT_RATE_LIMIT: "100000",
@@ -82,13 +91,13 @@ async function bridgeRun() {
     const ns = await bridge.createNamespace({ name: "/bench", auth: { mode: "jwt", algorithm: "HS256", secret: JWT_SECRET } });
     await bridge.createWebhook(ns.id, { url: receiverUrl, events: ["*"], secret: WEBHOOK_SECRET });
     const key = await bridge.createKey(["/bench"]);
-    return await workloads(bridge.url, bridge.pid, `${bridge.url}/v1/emit`, key);
+    return await workloads(only, bridge.url, bridge.pid, `${bridge.url}/v1/emit`, key);
   } finally {
     await bridge.stop();
   }
 }
 
-async function nodeRun() {
+async function nodeRun(only) {
   const child = spawn("node", [join(root, "bench", "node-ref", "server.mjs")], {
     env: { ...process.env, PORT: "0", JWT_SECRET, WEBHOOK_URL: receiverUrl, WEBHOOK_SECRET, EMIT_KEY: "node-key" },
     stdio: ["ignore", "pipe", "inherit"],
@@ -104,15 +113,15 @@ async function nodeRun() {
   });
   try {
     const url = `http://127.0.0.1:${port}`;
-    return await workloads(url, child.pid, `${url}/v1/emit`, "node-key");
+    return await workloads(only, url, child.pid, `${url}/v1/emit`, "node-key");
   } finally {
     child.kill("SIGTERM");
     await once(child, "exit");
   }
 }
 
-const bridge = await bridgeRun();
-const node = await nodeRun();
+const bridge = await allWorkloads(bridgeRun);
+const node = await allWorkloads(nodeRun);
 receiver.close();
 
 const rows = [

@@ -96,6 +96,7 @@ struct Common {
 
 #[tokio::main]
 async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.workload {
         Workload::Idle { common, hold_secs } => idle(&common, hold_secs).await,
