@@ -158,7 +158,7 @@ impl Application {
         let (public_router, sockets) = with_adapter(public, &cluster).await?;
         let v2_compat = V2Compat {
             limit: usize::try_from(config.max_payload).unwrap_or(usize::MAX),
-            inner: public_router.clone(),
+            connections: connections.clone(),
         };
         let public_router = public_router
             .layer(middleware::from_fn(crate::socket::owned_request::own_bytes))

@@ -15,12 +15,16 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use bytes::{Buf, BytesMut};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncRead;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
+
+use crate::socket::v2_compat::frames::ConnectRewriter;
 
 /// Least time between two "connection cap reached" warnings.
 /// Most bytes hyper buffers while reading a request head (its minimum).
@@ -47,6 +51,9 @@ struct Kill {
     /// The waiting reader, woken when the connection dies so that its session closes now
     /// rather than at the next heartbeat timeout.
     reader: Mutex<Option<std::task::Waker>>,
+    /// Set when the connection became an Engine.IO 3 WebSocket: its reads go through a
+    /// [`ConnectRewriter`] from then on.
+    v2_connects: AtomicBool,
 }
 
 impl Kill {
@@ -74,6 +81,15 @@ impl Connections {
     pub fn close(&self, remote: &SocketAddr) -> bool {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.get(remote).map(|kill| kill.kill()).is_some()
+    }
+
+    /// Rewrites the CONNECT frames the client at `remote` sends from now on (an Engine.IO 3
+    /// WebSocket: see `socket::v2_compat`).
+    pub fn rewrite_v2_connects(&self, remote: &SocketAddr) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(kill) = open.get(remote) {
+            kill.v2_connects.store(true, Ordering::Release);
+        }
     }
 
     fn add(&self, remote: SocketAddr) -> Arc<Kill> {
@@ -256,6 +272,7 @@ impl Connection {
             remote,
             connections: self.connections.clone(),
             listener: self.name,
+            v2: None,
             _slot: self.slot,
             _gauge: Gauge::open(self.name),
         };
@@ -317,8 +334,18 @@ struct Held {
     remote: SocketAddr,
     connections: Arc<Connections>,
     listener: &'static str,
+    /// For an Engine.IO 3 WebSocket: its CONNECT frames' rewriter and what it has produced.
+    v2: Option<Box<V2Reads>>,
     _slot: OwnedSemaphorePermit,
     _gauge: Gauge,
+}
+
+/// The read side of an Engine.IO 3 WebSocket.
+#[derive(Default)]
+struct V2Reads {
+    rewriter: ConnectRewriter,
+    /// Rewritten bytes not read yet.
+    ready: BytesMut,
 }
 
 impl Held {
@@ -375,6 +402,39 @@ fn closed() -> std::io::Error {
     )
 }
 
+impl Held {
+    /// Reads through the CONNECT rewriter: raw bytes in, rewritten bytes out.
+    fn poll_read_v2(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let Held { io, v2, .. } = self;
+        let Some(v2) = v2.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        loop {
+            if !v2.ready.is_empty() {
+                let n = v2.ready.len().min(buf.remaining());
+                buf.put_slice(&v2.ready[..n]);
+                v2.ready.advance(n);
+                if v2.ready.is_empty() {
+                    // Idle connections keep nothing.
+                    v2.ready = BytesMut::new();
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let mut raw = [0u8; 1024];
+            let mut raw_buf = tokio::io::ReadBuf::new(&mut raw);
+            match Pin::new(io.inner_mut()).poll_read(cx, &mut raw_buf) {
+                Poll::Ready(Ok(())) if raw_buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => v2.rewriter.feed(raw_buf.filled(), &mut v2.ready),
+                other => return other,
+            }
+        }
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         self.connections.remove(&self.remote, &self.kill);
@@ -390,7 +450,14 @@ impl hyper::rt::Read for Held {
         if self.kill.is_dead() {
             return Poll::Ready(Err(closed()));
         }
-        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if self.v2.is_none() && self.kill.v2_connects.load(Ordering::Acquire) {
+            self.v2 = Some(Box::default());
+        }
+        let read = if self.v2.is_some() {
+            self.poll_read_v2(cx, buf)
+        } else {
+            Pin::new(&mut self.io).poll_read(cx, buf)
+        };
         if read.is_pending() {
             *self.kill.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
             // Killed between the check and the registration: wake now rather than never.

@@ -3,8 +3,7 @@
 //! hyper parses a request's URI and header values as slices of the connection's read buffer
 //! (8 KiB at least), and socketioxide keeps the request's parts for the socket's lifetime: so
 //! every idle WebSocket kept that whole buffer alive (8.1 KiB per connection, measured with
-//! heaptrack; BENCHMARKS.md). Copying the URI and the header values lets it go. The v2 relay's
-//! inner connection (`v2_compat::websocket`) does the same.
+//! heaptrack; BENCHMARKS.md). Copying the URI and the header values lets it go.
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, Uri};
@@ -22,7 +21,7 @@ pub async fn own_bytes(req: Request, next: Next) -> Response {
 }
 
 /// Replaces the URI and header values of `parts` by copies of their own.
-pub fn own_parts(parts: &mut axum::http::request::Parts) {
+fn own_parts(parts: &mut axum::http::request::Parts) {
     parts.uri = owned_uri(&parts.uri);
     for value in parts.headers.values_mut() {
         *value = owned_value(value);

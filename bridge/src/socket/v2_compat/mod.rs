@@ -5,27 +5,33 @@
 //! client never connects. (The same query is on the handshake URL, where the bridge reads it.)
 //! This middleware strips the query from CONNECT packets before socketioxide parses them:
 //! - [`polling`]: in Engine.IO 3 polling POST bodies, rewritten in place;
-//! - [`websocket`]: Engine.IO 3 WebSockets are terminated here and relayed to socketioxide over
-//!   an in-memory connection, rewriting CONNECT text frames on the way.
+//! - [`frames`]: on Engine.IO 3 WebSockets, the client's CONNECT text frames, rewritten in the
+//!   byte stream below socketioxide's WebSocket stack once the upgrade is answered (the
+//!   listener's connection reads through a [`frames::ConnectRewriter`] from then on).
 //!
 //! Every other request (Engine.IO 4, v3/v4 clients) passes untouched. The upstream fix:
 //! socketioxide's protocol-4 parser should split the namespace at `?`.
 
+pub mod frames;
 pub mod polling;
-mod websocket;
 
-use axum::Router;
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-/// What the middleware needs: the body limit, and the service to relay WebSockets to.
+use crate::listener::Connections;
+
+/// What the middleware needs: the body limit, and the public listener's connections.
 #[derive(Clone)]
 pub struct V2Compat {
-    /// Largest polling body or WebSocket message accepted (the configured max payload).
+    /// Largest polling body accepted (the configured max payload).
     pub limit: usize,
-    /// The public router without this middleware (socketioxide inside).
-    pub inner: Router,
+    /// The public listener's open connections, told which ones became Engine.IO 3 WebSockets.
+    pub connections: Arc<Connections>,
 }
 
 /// Middleware entry point.
@@ -33,13 +39,33 @@ pub async fn fix_v2_connect(State(compat): State<V2Compat>, req: Request, next: 
     if !is_eio3(&req) {
         return next.run(req).await;
     }
-    if websocket::is_upgrade(&req) {
-        return websocket::relay(compat, req).await;
+    if is_upgrade(&req) {
+        let remote = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let response = next.run(req).await;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // Set before hyper sends the 101: the client's first frame comes after it.
+            match remote {
+                Some(remote) => compat.connections.rewrite_v2_connects(&remote),
+                None => tracing::warn!("an Engine.IO 3 WebSocket without its client address"),
+            }
+        }
+        return response;
     }
     if polling::is_eio3_polling_post(&req) {
         return polling::rewrite(compat.limit, req, next).await;
     }
     next.run(req).await
+}
+
+/// Whether `req` asks for a WebSocket upgrade.
+fn is_upgrade(req: &Request) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 fn is_eio3(req: &Request) -> bool {
