@@ -18,6 +18,7 @@ use super::forward::{Forwarder, apply_reply, deliver_lifecycle, socket_info};
 use super::rooms::USER_ROOM_PREFIX;
 use super::session::{INERT_ROOM, Session};
 use crate::catalog::NamespaceEntry;
+use crate::cluster::bus::RoomOp;
 use crate::webhook::body::{Body, Handshake, Kind};
 use crate::webhook::{Job, Message, Mode, Outcome, Reply, message_id};
 
@@ -127,7 +128,9 @@ fn activate<A: Adapter>(
     if let Some(user_id) = session.user_id() {
         socket.join(format!("{USER_ROOM_PREFIX}{user_id}"));
     }
-    gateway.rooms.join(gateway, socket, session.claim_rooms());
+    gateway
+        .rooms
+        .change(gateway, socket, RoomOp::Join, session.claim_rooms());
     socket.leave(INERT_ROOM);
     // Its rooms, then its emits, before the `$connect` body below lists the rooms.
     if let Some(reply) = session.take_connect_reply() {

@@ -17,6 +17,7 @@ use super::Gateway;
 use super::ack::Ack;
 use super::session::{INERT_ROOM, Session};
 use crate::catalog::{NamespaceEntry, Subscription};
+use crate::cluster::bus::RoomOp;
 use crate::cluster::{Cluster, is_node_room};
 use crate::payload::{Args, decode_event, message_size};
 use crate::webhook::body::{Body, Kind, SocketInfo};
@@ -197,8 +198,9 @@ pub fn apply_reply<A: Adapter>(
     if let Some(ack) = ack {
         ack.send(reply.ack.unwrap_or_default());
     }
-    gateway.rooms.join(gateway, socket, reply.join);
-    gateway.rooms.leave(gateway, socket, reply.leave);
+    let rooms = &gateway.rooms;
+    rooms.change(gateway, socket, RoomOp::Join, reply.join);
+    rooms.change(gateway, socket, RoomOp::Leave, reply.leave);
     for (event, args) in reply.emit {
         send(socket, event, &args, gateway.max_payload);
     }

@@ -42,7 +42,7 @@ use tokio::sync::watch;
 
 use crate::catalog::{Catalog, CatalogData};
 use crate::cluster::Cluster;
-use crate::cluster::bus::{RoomBus, RoomNotice, RoomOp};
+use crate::cluster::bus::{RoomBus, RoomNotice};
 use crate::config::Config;
 use crate::listener::Connections;
 use crate::stats::Counters;
@@ -271,10 +271,8 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             let Some(socket) = id.parse().ok().and_then(|sid| ops.get_socket(sid)) else {
                 continue;
             };
-            match notice.op {
-                RoomOp::Join => self.rooms.join(self, &socket, notice.rooms.clone()),
-                RoomOp::Leave => self.rooms.leave(self, &socket, notice.rooms.clone()),
-            }
+            self.rooms
+                .change(self, &socket, notice.op, notice.rooms.clone());
         }
     }
 

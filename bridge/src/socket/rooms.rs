@@ -58,61 +58,39 @@ pub fn is_bridge_room(room: &str, socket_id: &str) -> bool {
 }
 
 impl RoomTracker {
-    /// Makes `socket` join `rooms`, and announces the application rooms it was not in yet.
-    pub fn join<A: Adapter>(
+    /// Makes `socket` join or leave `rooms`, and announces the application rooms it was not in
+    /// yet (join) or was in (leave).
+    pub fn change<A: Adapter>(
         &self,
         gateway: &Gateway<A>,
         socket: &SocketRef<A>,
+        op: RoomOp,
         rooms: Vec<String>,
     ) {
         if rooms.is_empty() {
             return;
         }
         let Some(session) = socket.extensions.get::<Session>() else {
-            socket.join(rooms);
-            return;
-        };
-        let mut occupancy = self.lock();
-        let added = session.track_join(app_rooms(&rooms, socket));
-        socket.join(rooms);
-        for room in added {
-            let count = occupancy
-                .entry((session.namespace().to_owned(), room.clone()))
-                .or_insert(0);
-            *count += 1;
-            let count = *count;
-            if count == 1 {
-                self.announce(
-                    gateway,
-                    socket,
-                    &session,
-                    RoomChange::RoomOccupied,
-                    &room,
-                    1,
-                );
+            match op {
+                RoomOp::Join => socket.join(rooms),
+                RoomOp::Leave => socket.leave(rooms),
             }
-            self.announce(gateway, socket, &session, RoomChange::Join, &room, count);
-        }
-    }
-
-    /// Makes `socket` leave `rooms`, and announces the application rooms it was in.
-    pub fn leave<A: Adapter>(
-        &self,
-        gateway: &Gateway<A>,
-        socket: &SocketRef<A>,
-        rooms: Vec<String>,
-    ) {
-        if rooms.is_empty() {
-            return;
-        }
-        let Some(session) = socket.extensions.get::<Session>() else {
-            socket.leave(rooms);
             return;
         };
         let occupancy = self.lock();
-        let removed = session.track_leave(app_rooms(&rooms, socket));
-        socket.leave(rooms);
-        self.left(gateway, socket, &session, occupancy, removed);
+        let tracked = app_rooms(&rooms, socket);
+        match op {
+            RoomOp::Join => {
+                let added = session.track_join(tracked);
+                socket.join(rooms);
+                self.joined(gateway, socket, &session, occupancy, added);
+            }
+            RoomOp::Leave => {
+                let removed = session.track_leave(tracked);
+                socket.leave(rooms);
+                self.left(gateway, socket, &session, occupancy, removed);
+            }
+        }
     }
 
     /// Announces that a disconnecting socket left every room it was in; later joins of it are
@@ -126,6 +104,27 @@ impl RoomTracker {
         let occupancy = self.lock();
         let removed = session.track_close();
         self.left(gateway, socket, session, occupancy, removed);
+    }
+
+    fn joined<A: Adapter>(
+        &self,
+        gateway: &Gateway<A>,
+        socket: &SocketRef<A>,
+        session: &Session,
+        mut occupancy: MutexGuard<'_, HashMap<(String, String), usize>>,
+        added: Vec<String>,
+    ) {
+        for room in added {
+            let count = occupancy
+                .entry((session.namespace().to_owned(), room.clone()))
+                .or_insert(0);
+            *count += 1;
+            let count = *count;
+            if count == 1 {
+                self.announce(gateway, socket, session, RoomChange::RoomOccupied, &room, 1);
+            }
+            self.announce(gateway, socket, session, RoomChange::Join, &room, count);
+        }
     }
 
     fn left<A: Adapter>(
@@ -228,10 +227,9 @@ impl<A: Adapter> Gateway<A> {
         };
         let mut remote = Vec::new();
         for sid in ids {
-            match (ops.get_socket(sid), op) {
-                (Some(socket), RoomOp::Join) => self.rooms.join(self, &socket, rooms.clone()),
-                (Some(socket), RoomOp::Leave) => self.rooms.leave(self, &socket, rooms.clone()),
-                (None, _) => remote.push(sid.to_string()),
+            match ops.get_socket(sid) {
+                Some(socket) => self.rooms.change(self, &socket, op, rooms.clone()),
+                None => remote.push(sid.to_string()),
             }
         }
         if remote.is_empty() {
