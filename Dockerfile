@@ -8,6 +8,9 @@ COPY Cargo.toml Cargo.lock ./
 COPY admin-api admin-api
 COPY bridge bridge
 COPY tests tests
+# Every workspace member must be present for cargo to load the workspace, the benchmarks' too.
+COPY bench/loadgen bench/loadgen
+COPY bench/bare bench/bare
 COPY migrations migrations
 RUN cargo build --release --locked -p bridge \
     && strip target/release/bridge
