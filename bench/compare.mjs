@@ -1,7 +1,8 @@
-// The bridge and the Node.js socket.io reference (bench/node-ref) under the same load, from one
-// invocation, with the Rust load generator (bench/loadgen). Prints a Markdown table with ratios.
+// The bridge, bare socketioxide (bench/bare) and the Node.js socket.io reference (bench/node-ref)
+// under the same load, from one invocation, with the Rust load generator (bench/loadgen) and its
+// Rust webhook receiver. Prints a Markdown table with ratios.
 //
-//   cargo build --release -p bridge -p loadgen
+//   cargo build --release -p bridge -p loadgen -p bare
 //   (cd tests/js && npm ci) && (cd bench/node-ref && npm ci)
 //   bash -c 'ulimit -n 20000; node bench/compare.mjs [idle-clients] [fanout-clients] [broadcasts] [forward-clients] [events]'
 //
@@ -9,36 +10,56 @@
 // server process) for 20 s answering heartbeats (RSS per connection); `fanout` (v4, then v2) sends broadcasts at 20 per second through the REST
 // emit endpoint to N clients (delivery, latency, server CPU per delivered message); `forward` has
 // N clients emit E events each with an ack, every event forwarded as a signed webhook (acked
-// events per second, ack latency, server CPU per event). Both servers check a JWT at the handshake.
+// events per second, ack latency, server CPU per event). Every server checks a JWT at the
+// handshake. Bare socketioxide has no Engine.IO 3 clients: its v2 rows are empty.
 
 import { spawn } from "node:child_process";
-import { createServer } from "node:http";
 import { once } from "node:events";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startBridge, hsToken } from "../tests/js/harness.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+// The release build is the one measured (the test harness defaults to the debug build).
+process.env.BRIDGE_BIN ??= join(root, "target", "release", "bridge");
+const { startBridge, hsToken } = await import("../tests/js/harness.mjs");
 const LOADGEN = process.env.LOADGEN_BIN ?? join(root, "target", "release", "loadgen");
+const BARE = process.env.BARE_BIN ?? join(root, "target", "release", "bare");
 const [IDLE, FANOUT, BROADCASTS, FORWARD, EVENTS] = [2000, 1000, 100, 100, 100].map((d, i) => Number(process.argv[2 + i] ?? d));
 const JWT_SECRET = "bench-jwt-secret";
 const WEBHOOK_SECRET = "whsec_YmVuY2gtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXMtb2s=";
 const token = await hsToken(JWT_SECRET, { sub: "bench" });
 
-// The webhook receiver both servers forward to: answers 200 at once.
-let webhooks = 0;
-const receiver = createServer((req, res) => {
-  req.resume();
-  req.on("end", () => {
-    webhooks++;
-    res.writeHead(200, { "content-type": "application/json" }).end("{}");
+/** Spawns a server that prints `listening port=N`; resolves with the child and its port. */
+async function spawnServer(command, args, env) {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${command} did not start`)), 10000);
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/listening port=(\d+)/);
+      if (m) (clearTimeout(timer), resolve(m[1]));
+    });
   });
-});
-receiver.listen(0, "127.0.0.1");
-await once(receiver, "listening");
-const receiverUrl = `http://127.0.0.1:${receiver.address().port}/`;
+  return { child, port };
+}
 
-/** Runs the load generator (asynchronously: the receiver in this process must keep answering). */
+/** Stops a spawned server. */
+async function stop(child) {
+  child.kill("SIGTERM");
+  await once(child, "exit");
+}
+
+// The webhook receiver every server forwards to (`loadgen receive`): answers 200 at once.
+const receiver = await spawnServer(LOADGEN, ["receive"], {});
+const receiverUrl = `http://127.0.0.1:${receiver.port}/`;
+
+/** How many webhooks the receiver has counted. */
+async function webhookCount() {
+  return Number(await (await fetch(receiverUrl)).text());
+}
+
+/** Runs the load generator; resolves with its JSON report. */
 async function loadgen(args) {
   const child = spawn(LOADGEN, args, { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
@@ -53,15 +74,16 @@ async function loadgen(args) {
  * measured on a fresh process, since memory freed by an earlier workload would hide new
  * connections' cost) or `traffic` (fan-out to v4 and v2 clients, then forwarding).
  */
-async function workloads(only, url, pid, emitUrl, emitKey) {
+async function workloads(only, url, pid, emitUrl, emitKey, v2 = true) {
   const common = (clients) => ["--url", url, "--namespace", "/bench", "--clients", String(clients), "--token", token, "--pid", String(pid)];
   if (only === "idle") return { idle: await loadgen(["idle", ...common(IDLE), "--hold-secs", "20"]) };
+  if (only === "idle_v2" && !v2) return {};
   if (only === "idle_v2") return { idle_v2: await loadgen(["idle", ...common(IDLE), "--v2", "--hold-secs", "20"]) };
-  const webhooksBefore = webhooks;
+  const webhooksBefore = await webhookCount();
   const fanout = (v2) => ["fanout", ...common(FANOUT), ...v2, "--emit-url", emitUrl, "--emit-key", emitKey, "--messages", String(BROADCASTS), "--rate", "20"];
   return {
     fanout: await loadgen(fanout([])),
-    fanout_v2: await loadgen(fanout(["--v2"])),
+    ...(v2 ? { fanout_v2: await loadgen(fanout(["--v2"])) } : {}),
     forward: await loadgen(["forward", ...common(FORWARD), "--events", String(EVENTS)]),
     // Every acked event must reach the receiver: wait (bounded) before the server stops.
     webhooks_delivered: await delivered(webhooksBefore + FORWARD * EVENTS) - webhooksBefore,
@@ -75,8 +97,12 @@ async function allWorkloads(server) {
 
 /** Waits up to 30 s for the receiver to count `total` webhooks; returns its count. */
 async function delivered(total) {
-  for (let waited = 0; webhooks < total && waited < 30000; waited += 100) await new Promise((r) => setTimeout(r, 100));
-  return webhooks;
+  let count = await webhookCount();
+  for (let waited = 0; count < total && waited < 30000; waited += 100) {
+    await new Promise((r) => setTimeout(r, 100));
+    count = await webhookCount();
+  }
+  return count;
 }
 
 async function bridgeRun(only) {
@@ -98,31 +124,31 @@ async function bridgeRun(only) {
 }
 
 async function nodeRun(only) {
-  const child = spawn("node", [join(root, "bench", "node-ref", "server.mjs")], {
-    env: { ...process.env, PORT: "0", JWT_SECRET, WEBHOOK_URL: receiverUrl, WEBHOOK_SECRET, EMIT_KEY: "node-key" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  let out = "";
-  child.stdout.on("data", (d) => (out += d));
-  const port = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("node reference did not start")), 10000);
-    child.stdout.on("data", () => {
-      const m = out.match(/listening port=(\d+)/);
-      if (m) (clearTimeout(timer), resolve(m[1]));
-    });
-  });
+  const env = { PORT: "0", JWT_SECRET, WEBHOOK_URL: receiverUrl, WEBHOOK_SECRET, EMIT_KEY: "node-key" };
+  const { child, port } = await spawnServer("node", [join(root, "bench", "node-ref", "server.mjs")], env);
   try {
     const url = `http://127.0.0.1:${port}`;
     return await workloads(only, url, child.pid, `${url}/v1/emit`, "node-key");
   } finally {
-    child.kill("SIGTERM");
-    await once(child, "exit");
+    await stop(child);
+  }
+}
+
+async function bareRun(only) {
+  const env = { PORT: "0", JWT_SECRET, WEBHOOK_URL: receiverUrl, WEBHOOK_SECRET, EMIT_KEY: "bare-key" };
+  const { child, port } = await spawnServer(BARE, [], env);
+  try {
+    const url = `http://127.0.0.1:${port}`;
+    return await workloads(only, url, child.pid, `${url}/v1/emit`, "bare-key", false);
+  } finally {
+    await stop(child);
   }
 }
 
 const bridge = await allWorkloads(bridgeRun);
+const bare = await allWorkloads(bareRun);
 const node = await allWorkloads(nodeRun);
-receiver.close();
+await stop(receiver.child);
 
 const rows = [
   ["idle: RSS per connection (KiB)", (r) => r.idle.kib_per_connection, "lower"],
@@ -142,12 +168,21 @@ const rows = [
   ["forward: server CPU per event (µs)", (r) => r.forward.server_cpu_us_per_event, "lower"],
   ["forward: webhooks delivered of the acked events", (r) => r.webhooks_delivered / r.forward.acked, "higher"],
 ];
-const fmt = (v) => (Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1));
+const fmt = (v) => (v === undefined || Number.isNaN(v) ? "-" : Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1));
+const ratio = (a, b) => (a === undefined || b === undefined || !b ? "-" : (a / b).toFixed(2));
+/** A row's figure, or undefined where the server did not run the workload. */
+const figure = (get, r) => {
+  try {
+    return get(r);
+  } catch {
+    return undefined;
+  }
+};
 console.log(`idle ${IDLE} clients (20 s), fan-out ${FANOUT} clients × ${BROADCASTS} broadcasts, forward ${FORWARD} clients × ${EVENTS} events\n`);
-console.log("| metric | bridge | Node socket.io 4.8 | bridge / Node |");
-console.log("|---|---|---|---|");
+console.log("| metric | bridge | bare socketioxide | Node socket.io 4.8 | bridge / bare | bridge / Node |");
+console.log("|---|---|---|---|---|---|");
 for (const [label, get] of rows) {
-  const [b, n] = [get(bridge), get(node)];
-  console.log(`| ${label} | ${fmt(b)} | ${fmt(n)} | ${n ? (b / n).toFixed(2) : "-"} |`);
+  const [b, s, n] = [bridge, bare, node].map((r) => figure(get, r));
+  console.log(`| ${label} | ${fmt(b)} | ${fmt(s)} | ${fmt(n)} | ${ratio(b, s)} | ${ratio(b, n)} |`);
 }
-console.log(`\n<details><summary>raw</summary>\n\n\`\`\`json\n${JSON.stringify({ bridge, node }, null, 1)}\n\`\`\`\n</details>`);
+console.log(`\n<details><summary>raw</summary>\n\n\`\`\`json\n${JSON.stringify({ bridge, bare, node }, null, 1)}\n\`\`\`\n</details>`);

@@ -9,9 +9,11 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startBridge, hsToken } from "../tests/js/harness.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+// The release build is the one measured (the test harness defaults to the debug build).
+process.env.BRIDGE_BIN ??= join(root, "target", "release", "bridge");
+const { startBridge, hsToken } = await import("../tests/js/harness.mjs");
 const LOADGEN = process.env.LOADGEN_BIN ?? join(root, "target", "release", "loadgen");
 const CLIENTS = Number(process.argv[2] ?? 10000);
 const SECONDS = Number(process.argv[3] ?? 120);

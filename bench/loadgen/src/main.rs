@@ -9,11 +9,14 @@
 //! - `forward`: N clients each emit E events with an acknowledgement, one in flight per client;
 //!   report acked events per second, the ack latency and the server's CPU time per event.
 //!
-//! The result is one JSON object on stdout. Raise the file limit for many clients
+//! And `receive`, the webhook receiver the forwarding servers post to (`receiver.rs`).
+//!
+//! A workload's result is one JSON object on stdout. Raise the file limit for many clients
 //! (`ulimit -n 20000`).
 
 mod client;
 mod proc_stats;
+mod receiver;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -67,6 +70,13 @@ enum Workload {
         #[arg(long, default_value_t = 100)]
         events: u64,
     },
+    /// A webhook receiver: `200 {}` to every POST, `GET /count` the number received; runs until
+    /// stopped.
+    Receive {
+        /// Port on 127.0.0.1 (0: any; the bound port is printed as `listening port=N`).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -108,6 +118,7 @@ async fn main() {
             rate,
         } => fanout(&common, &emit_url, &emit_key, messages, rate).await,
         Workload::Forward { common, events } => forward(&common, events).await,
+        Workload::Receive { port } => receiver::run(port).await.map(|()| Value::Null),
     };
     match result {
         Ok(report) => println!("{report}"),
