@@ -271,6 +271,43 @@ test("redis: a node survives a Redis outage, says so on /readyz, refuses cluster
   }
 });
 
+test("postgres: eight namespaces all cross nodes (listeners hold connections of their own, not the adapter's query pool)", async () => {
+  const c = await twoNodes("postgres");
+  try {
+    const names = Array.from({ length: 8 }, (_, i) => `/n${i + 1}`);
+    for (const name of names) await c.a.createNamespace({ name, auth });
+    const key = await c.a.createKey(names);
+    const token = await hsToken(SECRET, { sub: "many" });
+    const connectedTo = async (node, name) => {
+      let socket = null;
+      await until(async () => {
+        try {
+          socket = await connected("v4", `${node.url}${name}`, { auth: { token } });
+          return true;
+        } catch {
+          return false;
+        }
+      }, 5000, `${name} connectable`);
+      return socket;
+    };
+    for (const [from, to] of [[c.a, c.b], [c.b, c.a]]) {
+      for (const name of [names[0], names[7]]) {
+        const socket = await connectedTo(to, name);
+        const got = [];
+        socket.on("ping-all", (d) => got.push(d));
+        const res = await from.v1("POST", "/v1/emit", key, { namespace: name, event: "ping-all", data: name });
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        await until(() => got.length === 1, 5000, `emit to ${name} crosses nodes`);
+        assert.deepEqual(got, [name]);
+        socket.close();
+      }
+    }
+    assert.equal((await readyz(c.b)).status, 200);
+  } finally {
+    await c.close();
+  }
+});
+
 test("postgres: the adapter's connections killed with pg_terminate_backend come back; /readyz tells the truth meanwhile", async () => {
   const c = await twoNodes("postgres");
   try {

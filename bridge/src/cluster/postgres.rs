@@ -13,7 +13,6 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use socketioxide_postgres::drivers::Driver;
 use socketioxide_postgres::drivers::sqlx::SqlxDriver;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPoolOptions};
 use tokio::sync::mpsc;
 
@@ -23,14 +22,16 @@ use super::Health;
 const BUFFER: usize = 1024;
 /// Pause between two attempts to listen again.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
-/// Connections for NOTIFY, heartbeats and attachments (listeners have their own).
+/// Connections for NOTIFY, heartbeats and attachments (each listener has one of its own).
 const POOL_SIZE: u32 = 4;
+/// Longest wait for a connection, from the pool or for a listener.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// NOTIFY through a small pool; LISTEN on connections that come back.
 #[derive(Clone)]
 pub struct PgDriver {
     queries: SqlxDriver,
-    pool: PgPool,
+    listen_options: PgConnectOptions,
     health: Arc<Health>,
 }
 
@@ -42,19 +43,29 @@ impl PgDriver {
             PgConnectOptions::from_str(url)?.application_name(&format!("bridge adapter {node_id}"));
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
-            .acquire_timeout(Duration::from_secs(2))
-            .connect_with(options)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options.clone())
             .await?;
         Ok(Self {
-            queries: SqlxDriver::new(pool.clone()),
-            pool,
+            queries: SqlxDriver::new(pool),
+            listen_options: options,
             health,
         })
     }
 }
 
-async fn listener(pool: &PgPool, channels: &[String]) -> sqlx::Result<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await?;
+/// A listener on a connection of its own (a pool of one, as `PgListener::connect` makes). A
+/// listener holds its connection for as long as it listens: taken from the shared pool, a few
+/// namespaces' listeners would leave NOTIFY no connection at all.
+async fn listener(options: &PgConnectOptions, channels: &[String]) -> sqlx::Result<PgListener> {
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_with(options.clone())
+        .await?;
+    let mut listener = PgListener::connect_with(&own).await?;
     listener
         .listen_all(channels.iter().map(String::as_str))
         .await?;
@@ -64,7 +75,7 @@ async fn listener(pool: &PgPool, channels: &[String]) -> sqlx::Result<PgListener
 /// Forwards notifications to the adapter until it goes away; listens again after any loss.
 async fn pump(
     mut listener: PgListener,
-    pool: PgPool,
+    options: PgConnectOptions,
     channels: Vec<String>,
     tx: mpsc::Sender<PgNotification>,
     health: Arc<Health>,
@@ -84,18 +95,19 @@ async fn pump(
             Ok(None) => "the listening connection was closed".to_owned(),
             Err(err) => err.to_string(),
         };
-        health.down(format!("postgres adapter: {reason}"));
+        health.listener_lost(format!("postgres adapter: {reason}"));
         listener = loop {
             if tx.is_closed() {
+                health.listener_back();
                 return;
             }
-            match self::listener(&pool, &channels).await {
+            match self::listener(&options, &channels).await {
                 Ok(listener) => break listener,
                 Err(err) => health.down(format!("postgres adapter: {err}")),
             }
             tokio::time::sleep(RETRY_EVERY).await;
         };
-        health.up();
+        health.listener_back();
     }
 }
 
@@ -110,11 +122,11 @@ impl Driver for PgDriver {
 
     async fn listen(&self, channels: &[&str]) -> Result<Self::NotificationStream, Self::Error> {
         let channels: Vec<String> = channels.iter().map(|c| (*c).to_owned()).collect();
-        let first = listener(&self.pool, &channels).await?;
+        let first = listener(&self.listen_options, &channels).await?;
         let (tx, rx) = mpsc::channel(BUFFER);
         tokio::spawn(pump(
             first,
-            self.pool.clone(),
+            self.listen_options.clone(),
             channels,
             tx,
             self.health.clone(),
