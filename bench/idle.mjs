@@ -1,7 +1,7 @@
 // Many idle clients held for a while: every heartbeat answered, none dropped, RSS per connection.
 //
 //   cargo build --release -p bridge -p loadgen && (cd tests/js && npm ci)
-//   bash -c 'ulimit -n 20000; node bench/idle.mjs [clients] [seconds] [v2]'
+//   bash -c 'ulimit -n 20000; node bench/idle.mjs [clients] [seconds] [v2] [browser]'
 //
 // The bridge (JWT namespace) and one load generator process; bounded by the hold time.
 
@@ -17,14 +17,17 @@ const { startBridge, hsToken } = await import("../tests/js/harness.mjs");
 const LOADGEN = process.env.LOADGEN_BIN ?? join(root, "target", "release", "loadgen");
 const CLIENTS = Number(process.argv[2] ?? 10000);
 const SECONDS = Number(process.argv[3] ?? 120);
-const V2 = process.argv[4] === "v2";
+const OPTIONS = process.argv.slice(4);
+const V2 = OPTIONS.includes("v2");
+// A desktop browser's handshake headers, a cookie included, instead of the load generator's few.
+const BROWSER = OPTIONS.includes("browser");
 
 const bridge = await startBridge({ RUST_LOG: "warn,bridge::app=info", BRIDGE_MAX_CONNECTIONS: "30000" });
 try {
   await bridge.createNamespace({ name: "/bench", auth: { mode: "jwt", algorithm: "HS256", secret: "idle-secret" } });
   const token = await hsToken("idle-secret", { sub: "idle" });
   const args = ["idle", "--url", bridge.url, "--namespace", "/bench", "--clients", String(CLIENTS), "--token", token,
-    "--pid", String(bridge.pid), "--hold-secs", String(SECONDS), "--timeout-secs", "300", ...(V2 ? ["--v2"] : [])];
+    "--pid", String(bridge.pid), "--hold-secs", String(SECONDS), "--timeout-secs", "300", ...(V2 ? ["--v2"] : []), ...(BROWSER ? ["--browser-headers"] : [])];
   const child = spawn(LOADGEN, args, { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout.on("data", (d) => (out += d));

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 /// What every client of a run adds to.
 pub struct Shared {
@@ -85,6 +87,28 @@ impl Drop for Client {
     }
 }
 
+/// What a desktop Chrome adds to a WebSocket handshake, with a cookie of 436 bytes (analytics
+/// and session cookies of a typical site): `--browser-headers`.
+const BROWSER_HEADERS: [(&str, &str); 8] = [
+    ("origin", "https://app.example.com"),
+    (
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    ),
+    ("pragma", "no-cache"),
+    ("cache-control", "no-cache"),
+    ("accept-encoding", "gzip, deflate, br, zstd"),
+    ("accept-language", "en-US,en;q=0.9,fr;q=0.8"),
+    (
+        "sec-websocket-extensions",
+        "permessage-deflate; client_max_window_bits",
+    ),
+    (
+        "cookie",
+        "_ga=GA1.1.1234567890.1732600000; _ga_ABCDEF1234=GS1.1.1732600000.1.1.1732600100.0.0.0; _gid=GA1.2.987654321.1732600000; session=eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyLTEyMzQ1Njc4OTAiLCJpYXQiOjE3MzI2MDAwMDB9.c2lnbmF0dXJlLXNpZ25hdHVyZS1zaWduYXR1cmU; csrftoken=Zk9xV2p3bE1uT3BRclN0VXZXeFl6QWJDZEVmR2hJaktsTW5PcFFyU3Q; theme=dark; locale=en-US; consent=analytics%3Dtrue%2Cmarketing%3Dfalse; _fbp=fb.1.1732600000000.1234567890",
+    ),
+];
+
 impl Client {
     /// Opens the WebSocket, reads the open packet and connects to `namespace`: as a v4 client
     /// (Engine.IO 4, token in the auth payload) or a v2 one (Engine.IO 3, token in the query,
@@ -94,6 +118,7 @@ impl Client {
         namespace: &str,
         token: Option<&str>,
         v2: bool,
+        browser: bool,
         shared: Arc<Shared>,
     ) -> Result<Self, String> {
         let query = match (v2, token) {
@@ -102,7 +127,17 @@ impl Client {
             (false, _) => "EIO=4&transport=websocket".to_owned(),
         };
         let url = format!("{}/socket.io/?{query}", base.replacen("http", "ws", 1));
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| format!("request: {e}"))?;
+        if browser {
+            for (name, value) in BROWSER_HEADERS {
+                request
+                    .headers_mut()
+                    .insert(name, HeaderValue::from_static(value));
+            }
+        }
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let open = next_text(&mut ws).await?;

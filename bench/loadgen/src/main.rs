@@ -96,6 +96,9 @@ struct Common {
     /// Behave as socket.io-client v2 (Engine.IO 3) instead of v3/v4.
     #[arg(long)]
     v2: bool,
+    /// Send a desktop browser's handshake headers (origin, user agent, a 436-byte cookie…).
+    #[arg(long)]
+    browser_headers: bool,
     /// The server's process id, for RSS and CPU.
     #[arg(long)]
     pid: u32,
@@ -144,6 +147,7 @@ async fn connect_all(common: &Common, shared: &Arc<Shared>) -> Result<Vec<Client
                 &common.namespace,
                 common.token.as_deref(),
                 common.v2,
+                common.browser_headers,
                 shared.clone(),
             )
         });

@@ -4,9 +4,17 @@
 //! (8 KiB at least), and socketioxide keeps the request's parts for the socket's lifetime: so
 //! every idle WebSocket kept that whole buffer alive (8.1 KiB per connection, measured with
 //! heaptrack; BENCHMARKS.md). Copying the URI and the header values lets it go.
+//!
+//! For the same reason a GET (the handshake, the WebSocket upgrade) keeps only the headers the
+//! bridge and socketioxide read: a browser's cookies and `accept-*` headers would otherwise stay
+//! in memory for as long as the socket lives.
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, Uri};
+use axum::http::header::{
+    AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, ORIGIN, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE, USER_AGENT,
+};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -20,12 +28,41 @@ pub async fn own_bytes(req: Request, next: Next) -> Response {
     next.run(Request::from_parts(parts, body)).await
 }
 
-/// Replaces the URI and header values of `parts` by copies of their own.
+/// The headers a GET keeps: the token (`authorization`), what the `$connect` webhook shows
+/// (`origin`, `user-agent`), and what the upgrade and the polling transport read.
+const KEPT_HEADERS: [HeaderName; 10] = [
+    AUTHORIZATION,
+    ORIGIN,
+    USER_AGENT,
+    HOST,
+    CONNECTION,
+    UPGRADE,
+    SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION,
+    SEC_WEBSOCKET_PROTOCOL,
+    CONTENT_TYPE,
+];
+
+/// Replaces the URI and header values of `parts` by copies of their own; a GET keeps only
+/// [`KEPT_HEADERS`].
 fn own_parts(parts: &mut axum::http::request::Parts) {
     parts.uri = owned_uri(&parts.uri);
-    for value in parts.headers.values_mut() {
-        *value = owned_value(value);
+    if parts.method != Method::GET {
+        for value in parts.headers.values_mut() {
+            *value = owned_value(value);
+        }
+        return;
     }
+    let is_kept = |name: &HeaderName| KEPT_HEADERS.contains(name);
+    // Sized to what is kept: the map lives as long as the socket.
+    let count = parts.headers.keys().filter(|n| is_kept(n)).count();
+    let mut kept = HeaderMap::with_capacity(count);
+    for (name, value) in &parts.headers {
+        if is_kept(name) {
+            kept.append(name.clone(), owned_value(value));
+        }
+    }
+    parts.headers = kept;
 }
 
 /// `uri` in an allocation of its own (`Uri::try_from(String)` takes the string's bytes).
@@ -59,5 +96,42 @@ mod tests {
         let copy = owned_value(&value);
         assert_eq!(copy, value);
         assert!(copy.is_sensitive());
+    }
+
+    fn parts(method: Method) -> axum::http::request::Parts {
+        let (parts, ()) = Request::builder()
+            .method(method)
+            .uri("/socket.io/?EIO=4&transport=websocket")
+            .header("authorization", "Bearer t")
+            .header("origin", "https://app.example.com")
+            .header("user-agent", "test")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("cookie", "session=abc")
+            .header("accept-language", "en")
+            .header("x-custom", "1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts
+    }
+
+    #[test]
+    fn a_get_keeps_only_the_headers_read() {
+        let mut get = parts(Method::GET);
+        own_parts(&mut get);
+        let names: Vec<&str> = get.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(
+            names,
+            ["authorization", "origin", "user-agent", "sec-websocket-key"]
+        );
+        assert_eq!(get.headers["authorization"], "Bearer t");
+    }
+
+    #[test]
+    fn a_post_keeps_every_header() {
+        let mut post = parts(Method::POST);
+        own_parts(&mut post);
+        assert_eq!(post.headers.len(), 7);
+        assert_eq!(post.headers["cookie"], "session=abc");
     }
 }
