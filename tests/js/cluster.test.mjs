@@ -271,7 +271,7 @@ test("redis: a node survives a Redis outage, says so on /readyz, refuses cluster
   }
 });
 
-test("postgres: eight namespaces all cross nodes (listeners hold connections of their own, not the adapter's query pool)", async () => {
+test("postgres: eight namespaces all cross nodes over one listening connection per node", async () => {
   const c = await twoNodes("postgres");
   try {
     const names = Array.from({ length: 8 }, (_, i) => `/n${i + 1}`);
@@ -303,6 +303,12 @@ test("postgres: eight namespaces all cross nodes (listeners hold connections of 
       }
     }
     assert.equal((await readyz(c.b)).status, 200);
+    // One LISTEN connection for every namespace and the room notices, at most four for NOTIFY:
+    // a connection per namespace would be nine listeners or more.
+    const adapterConnections = Number(
+      psql(`SELECT count(*) FROM pg_stat_activity WHERE datname = '${c.db.name}' AND application_name = 'bridge adapter node-b'`),
+    );
+    assert.ok(adapterConnections >= 1 && adapterConnections <= 5, `node B holds ${adapterConnections} adapter connections`);
   } finally {
     await c.close();
   }

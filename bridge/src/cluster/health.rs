@@ -1,7 +1,7 @@
 //! Whether this node's adapter connection is up, as its drivers last saw it.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The adapter connection's state: up, or down with the reason.
 #[derive(Debug)]
@@ -9,8 +9,6 @@ pub struct Health {
     up: AtomicBool,
     reason: Mutex<String>,
     lost: AtomicU64,
-    /// Listening connections lost and not back yet (the Postgres driver has one per namespace).
-    listeners_down: AtomicUsize,
 }
 
 impl Default for Health {
@@ -19,7 +17,6 @@ impl Default for Health {
             up: AtomicBool::new(true),
             reason: Mutex::new(String::new()),
             lost: AtomicU64::new(0),
-            listeners_down: AtomicUsize::new(0),
         }
     }
 }
@@ -40,19 +37,6 @@ impl Health {
         if self.up.swap(false, Ordering::AcqRel) {
             self.lost.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%reason, "adapter connection lost; serving this node's sockets only until it returns");
-        }
-    }
-
-    /// One of several listening connections is lost: down until every lost one is back.
-    pub fn listener_lost(&self, reason: impl Into<String>) {
-        self.listeners_down.fetch_add(1, Ordering::AcqRel);
-        self.down(reason);
-    }
-
-    /// A listening connection lost earlier is back (or gone for good); up if it was the last.
-    pub fn listener_back(&self) {
-        if self.listeners_down.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.up();
         }
     }
 
@@ -90,17 +74,5 @@ mod tests {
         assert!(health.check().is_ok());
         health.down("again");
         assert_eq!(health.times_lost(), 2);
-    }
-
-    #[test]
-    fn up_only_once_every_lost_listener_is_back() {
-        let health = Health::default();
-        health.listener_lost("first");
-        health.listener_lost("second");
-        health.listener_back();
-        assert_eq!(health.check(), Err("second".to_owned()));
-        health.listener_back();
-        assert!(health.check().is_ok());
-        assert_eq!(health.times_lost(), 1);
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod bus;
 pub mod health;
+pub mod pg_listener;
 pub mod postgres;
 pub mod redis;
 

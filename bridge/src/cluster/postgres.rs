@@ -2,8 +2,9 @@
 //!
 //! The crate's sqlx driver turns its `PgListener` into a stream that ends at the first error
 //! (a `pg_terminate_backend`, a failover), after which the namespace hears nothing from the other
-//! nodes again. This driver keeps the crate's NOTIFY and attachment queries and replaces the
-//! listening side: a task that reconnects and listens again after any loss, and tells [`Health`].
+//! nodes again, and holds a connection per namespace. This driver keeps the crate's NOTIFY and
+//! attachment queries and replaces the listening side with [`Listening`]: one connection for
+//! every namespace, listened again after any loss.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -13,26 +14,21 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use socketioxide_postgres::drivers::Driver;
 use socketioxide_postgres::drivers::sqlx::SqlxDriver;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPoolOptions};
-use tokio::sync::mpsc;
+use sqlx::postgres::{PgConnectOptions, PgNotification, PgPoolOptions};
 
 use super::Health;
+use super::pg_listener::Listening;
 
-/// Notifications read ahead of the adapter.
-const BUFFER: usize = 1024;
-/// Pause between two attempts to listen again.
-const RETRY_EVERY: Duration = Duration::from_millis(250);
-/// Connections for NOTIFY, heartbeats and attachments (each listener has one of its own).
+/// Connections for NOTIFY, heartbeats and attachments (the listener has one of its own).
 const POOL_SIZE: u32 = 4;
-/// Longest wait for a connection, from the pool or for a listener.
+/// Longest wait for a connection from the pool.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// NOTIFY through a small pool; LISTEN on connections that come back.
+/// NOTIFY through a small pool; LISTEN on one connection that comes back.
 #[derive(Clone)]
 pub struct PgDriver {
     queries: SqlxDriver,
-    listen_options: PgConnectOptions,
-    health: Arc<Health>,
+    listening: Listening,
 }
 
 impl PgDriver {
@@ -48,66 +44,8 @@ impl PgDriver {
             .await?;
         Ok(Self {
             queries: SqlxDriver::new(pool),
-            listen_options: options,
-            health,
+            listening: Listening::start(options, health),
         })
-    }
-}
-
-/// A listener on a connection of its own (a pool of one, as `PgListener::connect` makes). A
-/// listener holds its connection for as long as it listens: taken from the shared pool, a few
-/// namespaces' listeners would leave NOTIFY no connection at all.
-async fn listener(options: &PgConnectOptions, channels: &[String]) -> sqlx::Result<PgListener> {
-    let own = PgPoolOptions::new()
-        .max_connections(1)
-        .max_lifetime(None)
-        .idle_timeout(None)
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .connect_with(options.clone())
-        .await?;
-    let mut listener = PgListener::connect_with(&own).await?;
-    listener
-        .listen_all(channels.iter().map(String::as_str))
-        .await?;
-    Ok(listener)
-}
-
-/// Forwards notifications to the adapter until it goes away; listens again after any loss.
-async fn pump(
-    mut listener: PgListener,
-    options: PgConnectOptions,
-    channels: Vec<String>,
-    tx: mpsc::Sender<PgNotification>,
-    health: Arc<Health>,
-) {
-    loop {
-        let received = tokio::select! {
-            () = tx.closed() => return,
-            received = listener.try_recv() => received,
-        };
-        let reason = match received {
-            Ok(Some(notification)) => {
-                if tx.send(notification).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-            Ok(None) => "the listening connection was closed".to_owned(),
-            Err(err) => err.to_string(),
-        };
-        health.listener_lost(format!("postgres adapter: {reason}"));
-        listener = loop {
-            if tx.is_closed() {
-                health.listener_back();
-                return;
-            }
-            match self::listener(&options, &channels).await {
-                Ok(listener) => break listener,
-                Err(err) => health.down(format!("postgres adapter: {err}")),
-            }
-            tokio::time::sleep(RETRY_EVERY).await;
-        };
-        health.listener_back();
     }
 }
 
@@ -121,16 +59,7 @@ impl Driver for PgDriver {
     }
 
     async fn listen(&self, channels: &[&str]) -> Result<Self::NotificationStream, Self::Error> {
-        let channels: Vec<String> = channels.iter().map(|c| (*c).to_owned()).collect();
-        let first = listener(&self.listen_options, &channels).await?;
-        let (tx, rx) = mpsc::channel(BUFFER);
-        tokio::spawn(pump(
-            first,
-            self.listen_options.clone(),
-            channels,
-            tx,
-            self.health.clone(),
-        ));
+        let rx = self.listening.listen(channels).await?;
         let stream =
             futures_util::stream::unfold(
                 rx,
@@ -161,7 +90,7 @@ impl Driver for PgDriver {
     }
 
     async fn close(&self, _channels: &[&str]) -> Result<(), Self::Error> {
-        // Each `listen` has its own connection, closed when the adapter drops its stream.
+        // The listener stops listening to a channel once the adapter has dropped its stream.
         Ok(())
     }
 }
