@@ -1,0 +1,42 @@
+// The forward workload alone against the release bridge: N clients emit E events each with an
+// ack, every event a signed webhook to a receiver that answers 200 at once, either `loadgen
+// receive` (rust) or a Node.js `http` server in this process (node). With a perf output file, the
+// bridge is recorded by `perf record -e cpu-clock` for the workload's length (PERF_CG picks the
+// call-graph mode, e.g. `dwarf,16384`; default frame pointers). Prints one line: events per
+// second, server CPU per event, ack p99 (ms).
+//
+//   cargo build --release -p bridge -p loadgen && (cd tests/js && npm ci)
+//   node bench/forward.mjs [rust|node] [clients] [events] [perf.data]
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import http from "node:http";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+process.env.BRIDGE_BIN ??= join(root, "target", "release", "bridge");
+const { startBridge, hsToken } = await import("../tests/js/harness.mjs");
+const LOADGEN = join(root, "target", "release", "loadgen");
+const [RECV, CLIENTS, EVENTS, PERF] = [process.argv[2] ?? "rust", Number(process.argv[3] ?? 100), Number(process.argv[4] ?? 300), process.argv[5]];
+if (!["rust", "node"].includes(RECV)) throw new Error(`receiver must be rust or node, not ${RECV}`);
+const token = await hsToken("s", { sub: "bench" });
+let receiverUrl, rchild, count = 0;
+if (RECV === "rust") {
+  rchild = spawn(LOADGEN, ["receive"], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise((res) => { let o = ""; rchild.stdout.on("data", (d) => { o += d; const m = o.match(/port=(\d+)/); if (m) res(m[1]); }); });
+  receiverUrl = `http://127.0.0.1:${port}/`;
+} else {
+  const srv = http.createServer((req, res) => { req.resume(); req.on("end", () => { count++; res.writeHead(200, { "content-type": "application/json" }); res.end("{}"); }); });
+  srv.listen(0, "127.0.0.1"); await once(srv, "listening");
+  receiverUrl = `http://127.0.0.1:${srv.address().port}/`;
+}
+const bridge = await startBridge({ RUST_LOG: "warn,bridge::app=info", BRIDGE_EVENT_RATE_LIMIT: "100000", BRIDGE_EVENT_RATE_BURST: "100000", BRIDGE_API_RATE_LIMIT: "100000", BRIDGE_API_RATE_BURST: "100000" });
+const ns = await bridge.createNamespace({ name: "/bench", auth: { mode: "jwt", algorithm: "HS256", secret: "s" } });
+await bridge.createWebhook(ns.id, { url: receiverUrl, events: ["*"], secret: "whsec_YmVuY2gtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXMtb2s=" });
+let perf;
+if (PERF) perf = spawn("perf", ["record", "-e", "cpu-clock", "-F", "999", ...(process.env.PERF_CG ? ["--call-graph", process.env.PERF_CG] : ["-g"]), "-p", String(bridge.pid), "-o", PERF], { stdio: "inherit" });
+const child = spawn(LOADGEN, ["forward", "--url", bridge.url, "--clients", String(CLIENTS), "--token", token, "--pid", String(bridge.pid), "--events", String(EVENTS)], { stdio: ["ignore", "pipe", "inherit"] });
+let out = ""; child.stdout.on("data", (d) => (out += d)); await once(child, "exit");
+if (perf) { perf.kill("SIGINT"); await once(perf, "exit"); }
+const r = JSON.parse(out);
+console.log(RECV, r.acked_per_sec.toFixed(0), "ev/s", r.server_cpu_us_per_event.toFixed(1), "us/ev", "p99", r.ack_latency_ms.p99);
+await bridge.stop(); if (rchild) rchild.kill(); process.exit(0);
