@@ -44,6 +44,8 @@ pub const OUTBOX_OUTCOMES: &str = "bridge_outbox_deliveries_total";
 pub const OUTBOX_REFUSED: &str = "bridge_outbox_refused_total";
 /// Delivery rows deleted by retention, by status.
 pub const DELIVERIES_PRUNED: &str = "bridge_deliveries_pruned_total";
+/// Room joins refused, by reason (name_too_long, socket_room_limit).
+pub const ROOM_JOINS_REFUSED: &str = "bridge_room_joins_refused_total";
 
 /// Sets the outbox gauges from a usage read.
 pub fn record_outbox(stats: &admin_api::OutboxStats) {

@@ -576,3 +576,55 @@ test("a WebSocket upgrade socketioxide refuses gets its answer, for v4 and (thro
     await bridge.stop();
   }
 });
+
+test("room joins are bounded: names of at most 256 bytes, 1,000 rooms per socket; the API answers 400, other joins past a bound are refused and counted", async () => {
+  const bridge = await startBridge();
+  const sockets = [];
+  try {
+    const SECRET = "room-bounds-secret";
+    await bridge.createNamespace({ name: "/bounded", auth: { mode: "jwt", algorithm: "HS256", secret: SECRET } });
+    const key = await bridge.createKey(["/bounded"]);
+    const v1 = (method, path, body) => bridge.v1(method, path, key, body && { namespace: "/bounded", ...body });
+    const long = "r".repeat(257);
+    const roomsOf = async (user) => {
+      const listed = await v1("GET", `/v1/sockets?namespace=/bounded&user=${user}`);
+      assert.equal(listed.status, 200, JSON.stringify(listed.body));
+      return listed.body.sockets[0].rooms;
+    };
+
+    // A token's room with a long name is refused; its other room is joined.
+    const token = await hsToken(SECRET, { sub: "carol", rooms: ["fits", long] });
+    sockets.push(await connected("v4", `${bridge.url}/bounded`, { auth: { token } }));
+    const carolRooms = await roomsOf("carol");
+    assert.ok(carolRooms.includes("fits"), JSON.stringify(carolRooms));
+    assert.ok(!carolRooms.includes(long), "the long room was not joined");
+    assert.equal(await metric(bridge, "bridge_room_joins_refused_total", { reason: "name_too_long" }), 1);
+
+    // The API refuses a long name, and more names than a socket may be in, with the field named.
+    const longJoin = await v1("POST", "/v1/join", { users: ["carol"], join: ["a", long] });
+    assert.equal(longJoin.status, 400);
+    assert.equal(longJoin.body.error.code, "invalid_field");
+    assert.match(longJoin.body.error.message, /join\[1\].*at most 256 bytes/);
+    const names = Array.from({ length: 1000 }, (_, i) => `room-${i}`);
+    const tooMany = await v1("POST", "/v1/join", { users: ["dave"], join: [...names, "one-more"] });
+    assert.equal(tooMany.status, 400);
+    assert.match(tooMany.body.error.message, /at most 1000 rooms/);
+
+    // A socket in 1,000 rooms joins no more (the API cannot tell for sockets of other nodes);
+    // leaving one makes room.
+    sockets.push(await connected("v4", `${bridge.url}/bounded`, { auth: { token: await hsToken(SECRET, { sub: "dave" }) } }));
+    assert.equal((await v1("POST", "/v1/join", { users: ["dave"], join: names })).status, 200);
+    assert.equal((await v1("POST", "/v1/join", { users: ["dave"], join: ["extra"] })).status, 200);
+    let daveRooms = await roomsOf("dave");
+    assert.ok(!daveRooms.includes("extra"), "past the limit");
+    assert.equal(daveRooms.filter((r) => r.startsWith("room-")).length, 1000);
+    assert.equal(await metric(bridge, "bridge_room_joins_refused_total", { reason: "socket_room_limit" }), 1);
+    assert.equal((await v1("POST", "/v1/leave", { users: ["dave"], leave: ["room-0"] })).status, 200);
+    assert.equal((await v1("POST", "/v1/join", { users: ["dave"], join: ["extra"] })).status, 200);
+    daveRooms = await roomsOf("dave");
+    assert.ok(daveRooms.includes("extra") && !daveRooms.includes("room-0"), "room made by leaving");
+  } finally {
+    for (const s of sockets) s.close();
+    await bridge.stop();
+  }
+});

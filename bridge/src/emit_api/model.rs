@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::cluster::bus::RoomOp;
 use crate::payload::{Args, validate_binaries};
+use crate::socket::rooms::{MAX_ROOM_NAME_BYTES, MAX_ROOMS_PER_SOCKET};
 
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 100;
@@ -155,13 +156,27 @@ fn validate_event(event: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Room names of joins, leaves and excepts: `$`-names are the bridge's own.
+/// Room names of joins, leaves and excepts: `$`-names are the bridge's own; no more names
+/// than a socket may be in, none longer than a room name may be.
 fn validate_rooms(field: &str, rooms: Option<&[String]>) -> Result<(), ApiError> {
-    for (idx, room) in rooms.unwrap_or_default().iter().enumerate() {
+    let rooms = rooms.unwrap_or_default();
+    if rooms.len() > MAX_ROOMS_PER_SOCKET {
+        return Err(ApiError::invalid(
+            field,
+            format!("at most {MAX_ROOMS_PER_SOCKET} rooms"),
+        ));
+    }
+    for (idx, room) in rooms.iter().enumerate() {
         if room.is_empty() || room.starts_with('$') {
             return Err(ApiError::invalid(
                 format!("{field}[{idx}]"),
                 "room names must be non-empty and not start with $",
+            ));
+        }
+        if room.len() > MAX_ROOM_NAME_BYTES {
+            return Err(ApiError::invalid(
+                format!("{field}[{idx}]"),
+                format!("room names must be at most {MAX_ROOM_NAME_BYTES} bytes"),
             ));
         }
     }

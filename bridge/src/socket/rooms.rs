@@ -10,7 +10,7 @@
 //! A room's deliveries go through one of [`ROOM_QUEUES`] queues chosen by the room's name, so
 //! each webhook receives a room's changes in the order they happened.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
@@ -31,6 +31,11 @@ use crate::webhook::{Job, Message, Mode, SocketQueues, message_id};
 pub const ROOM_QUEUES: usize = 64;
 /// Prefix of the room each socket of a user is in (made by the bridge, not tracked).
 pub const USER_ROOM_PREFIX: &str = "user:";
+/// Longest room name in bytes (as for event names); a join of a longer one is refused. Room
+/// changes travel between nodes in one `NOTIFY` of at most 8,000 bytes on Postgres.
+pub const MAX_ROOM_NAME_BYTES: usize = 256;
+/// Most application rooms a socket is in at once; joins past it are refused.
+pub const MAX_ROOMS_PER_SOCKET: usize = 1_000;
 
 /// This node's sockets per application room, and the queues of the rooms' deliveries.
 pub struct RoomTracker {
@@ -67,6 +72,11 @@ impl RoomTracker {
         op: RoomOp,
         rooms: Vec<String>,
     ) {
+        let mut rooms = rooms;
+        if op == RoomOp::Join {
+            let long = take_long_names(&mut rooms);
+            refuse(socket, long, "name_too_long");
+        }
         if rooms.is_empty() {
             return;
         }
@@ -81,9 +91,13 @@ impl RoomTracker {
         let tracked = app_rooms(&rooms, socket);
         match op {
             RoomOp::Join => {
-                let added = session.track_join(tracked);
+                let joined = session.track_join(tracked, MAX_ROOMS_PER_SOCKET);
+                if !joined.over_limit.is_empty() {
+                    rooms.retain(|room| !joined.over_limit.contains(room));
+                }
                 socket.join(rooms);
-                self.joined(gateway, socket, &session, occupancy, added);
+                refuse(socket, joined.over_limit, "socket_room_limit");
+                self.joined(gateway, socket, &session, occupancy, joined.added);
             }
             RoomOp::Leave => {
                 let removed = session.track_leave(tracked);
@@ -251,16 +265,46 @@ impl<A: Adapter> Gateway<A> {
     }
 }
 
-/// The rooms of `rooms` the tracker counts (not the bridge's own), without repeats.
+/// The rooms of `rooms` the tracker counts (not the bridge's own); the session drops repeats.
 fn app_rooms<A: Adapter>(rooms: &[String], socket: &SocketRef<A>) -> Vec<String> {
     let id = socket.id.as_str();
-    let mut out: Vec<String> = Vec::with_capacity(rooms.len());
-    for room in rooms {
-        if !is_bridge_room(room, id) && !out.contains(room) {
-            out.push(room.clone());
+    rooms
+        .iter()
+        .filter(|room| !is_bridge_room(room, id))
+        .cloned()
+        .collect()
+}
+
+/// Takes the names over [`MAX_ROOM_NAME_BYTES`] out of `rooms`.
+fn take_long_names(rooms: &mut Vec<String>) -> HashSet<String> {
+    let mut long = HashSet::new();
+    rooms.retain(|room| {
+        let fits = room.len() <= MAX_ROOM_NAME_BYTES;
+        if !fits {
+            long.insert(room.clone());
         }
+        fits
+    });
+    long
+}
+
+/// Keeps `socket` out of `refused` rooms and says so. It may be in them already: a join made on
+/// another node goes through the adapter before its notice reaches this node's tracker.
+fn refuse<A: Adapter>(socket: &SocketRef<A>, refused: HashSet<String>, reason: &'static str) {
+    if refused.is_empty() {
+        return;
     }
-    out
+    let count = refused.len();
+    socket.leave(refused.into_iter().collect::<Vec<_>>());
+    metrics::counter!(crate::metrics::ROOM_JOINS_REFUSED, "reason" => reason)
+        .increment(count as u64);
+    tracing::warn!(
+        socket = %socket.id,
+        namespace = socket.ns(),
+        refused = count,
+        reason,
+        "room joins refused (names of at most {MAX_ROOM_NAME_BYTES} bytes, at most {MAX_ROOMS_PER_SOCKET} rooms per socket)"
+    );
 }
 
 fn pattern_of(change: RoomChange) -> EventPattern {
@@ -291,6 +335,15 @@ mod tests {
         assert!(is_bridge_room(INERT_ROOM, "abc"));
         assert!(!is_bridge_room("lobby", "abc"));
         assert!(!is_bridge_room("other-socket-id", "abc"));
+    }
+
+    #[test]
+    fn long_names_are_taken_out() {
+        let fits = "r".repeat(MAX_ROOM_NAME_BYTES);
+        let long = "r".repeat(MAX_ROOM_NAME_BYTES + 1);
+        let mut rooms = vec![fits.clone(), long.clone(), "a".into()];
+        assert_eq!(take_long_names(&mut rooms), HashSet::from([long]));
+        assert_eq!(rooms, vec![fits, "a".to_owned()]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Per-socket state, kept in the socket's extensions.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -33,7 +34,7 @@ struct Inner {
     /// Sequence number of the last body about this socket (`connect` is 0).
     seq: AtomicU64,
     /// The application rooms it is in as the room tracker counts them; `None` once it left.
-    rooms: Mutex<Option<Vec<String>>>,
+    rooms: Mutex<Option<HashSet<String>>>,
 }
 
 impl Session {
@@ -51,7 +52,7 @@ impl Session {
             limiter: Mutex::new(TokenBucket::new(rate)),
             queues: SocketQueues::default(),
             seq: AtomicU64::new(0),
-            rooms: Mutex::new(Some(Vec::new())),
+            rooms: Mutex::new(Some(HashSet::new())),
         }))
     }
 
@@ -135,20 +136,26 @@ impl Session {
         self.0.seq.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    /// Records that it joined `rooms`; returns those it was not in yet (none once it left).
-    pub fn track_join(&self, rooms: impl IntoIterator<Item = String>) -> Vec<String> {
+    /// Records that it joined `rooms`, up to `limit` rooms in all: which it was not in yet, and
+    /// which are over the limit (none of either once it left).
+    pub fn track_join(&self, rooms: impl IntoIterator<Item = String>, limit: usize) -> Joined {
         let mut tracked = lock(&self.0.rooms);
+        let mut joined = Joined::default();
         let Some(current) = tracked.as_mut() else {
-            return Vec::new();
+            return joined;
         };
-        let mut added = Vec::new();
         for room in rooms {
-            if !current.contains(&room) {
-                current.push(room.clone());
-                added.push(room);
+            if current.contains(&room) {
+                continue;
             }
+            if current.len() >= limit {
+                joined.over_limit.insert(room);
+                continue;
+            }
+            current.insert(room.clone());
+            joined.added.push(room);
         }
-        added
+        joined
     }
 
     /// Records that it left `rooms`; returns those it was in.
@@ -157,18 +164,18 @@ impl Session {
         let Some(current) = tracked.as_mut() else {
             return Vec::new();
         };
-        let mut removed = Vec::new();
-        for room in rooms {
-            if let Some(idx) = current.iter().position(|r| *r == room) {
-                removed.push(current.swap_remove(idx));
-            }
-        }
-        removed
+        rooms
+            .into_iter()
+            .filter(|room| current.remove(room))
+            .collect()
     }
 
     /// Records that it left every room for good (it disconnected); returns them.
     pub fn track_close(&self) -> Vec<String> {
-        lock(&self.0.rooms).take().unwrap_or_default()
+        lock(&self.0.rooms)
+            .take()
+            .map(|rooms| rooms.into_iter().collect())
+            .unwrap_or_default()
     }
 
     /// This socket's delivery queues.
@@ -177,6 +184,59 @@ impl Session {
     }
 }
 
+/// What [`Session::track_join`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Joined {
+    /// Rooms it was not in yet, in the order asked.
+    pub added: Vec<String>,
+    /// Rooms refused: it was in as many as the limit.
+    pub over_limit: HashSet<String>,
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        let handshake = Handshake {
+            auth: serde_json::Value::Null,
+            query: Default::default(),
+            headers: Default::default(),
+            address: "127.0.0.1:1".into(),
+        };
+        let rate = RateLimit {
+            per_second: 1.0,
+            burst: 1.0,
+        };
+        Session::new("/", handshake, rate)
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn joins_stop_at_the_limit_and_rooms_already_in_cost_nothing() {
+        let s = session();
+        let first = s.track_join(names(&["a", "b", "a"]), 3);
+        assert_eq!(first.added, names(&["a", "b"]));
+        assert!(first.over_limit.is_empty());
+        let second = s.track_join(names(&["b", "c", "d", "e"]), 3);
+        assert_eq!(second.added, names(&["c"]));
+        assert_eq!(
+            second.over_limit,
+            HashSet::from(["d".to_owned(), "e".to_owned()])
+        );
+        // Leaving makes room again.
+        assert_eq!(s.track_leave(names(&["a", "zz", "a"])), names(&["a"]));
+        assert_eq!(s.track_join(names(&["d"]), 3).added, names(&["d"]));
+        let mut left = s.track_close();
+        left.sort();
+        assert_eq!(left, names(&["b", "c", "d"]));
+        assert_eq!(s.track_join(names(&["x"]), 3), Joined::default());
+    }
 }
