@@ -394,3 +394,29 @@ for (const adapter of ["redis", "postgres"]) {
     }
   });
 }
+
+test("redis: a join made on another node stops at the socket's room limit there too", async () => {
+  const c = await twoNodes("redis");
+  try {
+    const key = await chatOnA(c);
+    const dave = await c.client(c.b, "v4", "dave");
+    const names = Array.from({ length: 1000 }, (_, i) => `room-${i}`);
+    const join = (rooms) => c.a.v1("POST", "/v1/join", key, { namespace: "/chat", users: ["dave"], join: rooms });
+    const roomsOfDave = async () => (await c.a.v1("GET", "/v1/sockets?namespace=/chat&user=dave", key)).body.sockets[0].rooms;
+    assert.equal((await join(names)).status, 200);
+    assert.equal((await join(["extra"])).status, 200);
+    // B's tracker refuses the join; B's adapter may join the socket after that (the join and its
+    // notice travel on different channels): B takes it out again within a few seconds.
+    await until(async () => (await metric(c.b, "bridge_room_joins_refused_total", { reason: "socket_room_limit" })) === 1, 5000, "B refuses the join");
+    await until(async () => !(await roomsOfDave()).includes("extra"), 5000, "dave out of the room past his limit");
+    assert.equal((await roomsOfDave()).filter((r) => r.startsWith("room-")).length, 1000);
+    const res = await c.a.v1("POST", "/v1/emit", key, { namespace: "/chat", event: "to-extra", rooms: ["extra"] });
+    assert.equal(res.status, 200);
+    // Emits from A reach B in order: once the next one is here, the room's would have been too.
+    await c.a.v1("POST", "/v1/emit", key, { namespace: "/chat", event: "marker", users: ["dave"] });
+    await until(() => dave.inbox.some(([event]) => event === "marker"), 5000, "the marker reaches dave");
+    assert.ok(!dave.inbox.some(([event]) => event === "to-extra"), "an emit to the room does not reach him");
+  } finally {
+    await c.close();
+  }
+});

@@ -271,8 +271,12 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             let Some(socket) = id.parse().ok().and_then(|sid| ops.get_socket(sid)) else {
                 continue;
             };
-            self.rooms
+            let refused = self
+                .rooms
                 .change(self, &socket, notice.op, notice.rooms.clone());
+            if !refused.is_empty() {
+                rooms::keep_out_later(socket, refused);
+            }
         }
     }
 

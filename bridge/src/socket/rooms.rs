@@ -36,6 +36,11 @@ pub const USER_ROOM_PREFIX: &str = "user:";
 pub const MAX_ROOM_NAME_BYTES: usize = 256;
 /// Most application rooms a socket is in at once; joins past it are refused.
 pub const MAX_ROOMS_PER_SOCKET: usize = 1_000;
+/// Pauses before [`keep_out_later`] looks again (the second after the first).
+const RECHECKS: [std::time::Duration; 2] = [
+    std::time::Duration::from_millis(250),
+    std::time::Duration::from_secs(2),
+];
 
 /// This node's sockets per application room, and the queues of the rooms' deliveries.
 pub struct RoomTracker {
@@ -64,28 +69,29 @@ pub fn is_bridge_room(room: &str, socket_id: &str) -> bool {
 
 impl RoomTracker {
     /// Makes `socket` join or leave `rooms`, and announces the application rooms it was not in
-    /// yet (join) or was in (leave).
+    /// yet (join) or was in (leave). Returns the rooms of a join refused for the socket's room
+    /// limit.
     pub fn change<A: Adapter>(
         &self,
         gateway: &Gateway<A>,
         socket: &SocketRef<A>,
         op: RoomOp,
         rooms: Vec<String>,
-    ) {
+    ) -> HashSet<String> {
         let mut rooms = rooms;
         if op == RoomOp::Join {
             let long = take_long_names(&mut rooms);
             refuse(socket, long, "name_too_long");
         }
         if rooms.is_empty() {
-            return;
+            return HashSet::new();
         }
         let Some(session) = socket.extensions.get::<Session>() else {
             match op {
                 RoomOp::Join => socket.join(rooms),
                 RoomOp::Leave => socket.leave(rooms),
             }
-            return;
+            return HashSet::new();
         };
         let occupancy = self.lock();
         let tracked = app_rooms(&rooms, socket);
@@ -96,13 +102,15 @@ impl RoomTracker {
                     rooms.retain(|room| !joined.over_limit.contains(room));
                 }
                 socket.join(rooms);
-                refuse(socket, joined.over_limit, "socket_room_limit");
+                refuse(socket, joined.over_limit.clone(), "socket_room_limit");
                 self.joined(gateway, socket, &session, occupancy, joined.added);
+                joined.over_limit
             }
             RoomOp::Leave => {
                 let removed = session.track_leave(tracked);
                 socket.leave(rooms);
                 self.left(gateway, socket, &session, occupancy, removed);
+                HashSet::new()
             }
         }
     }
@@ -242,7 +250,9 @@ impl<A: Adapter> Gateway<A> {
         let mut remote = Vec::new();
         for sid in ids {
             match ops.get_socket(sid) {
-                Some(socket) => self.rooms.change(self, &socket, op, rooms.clone()),
+                Some(socket) => {
+                    self.rooms.change(self, &socket, op, rooms.clone());
+                }
                 None => remote.push(sid.to_string()),
             }
         }
@@ -273,6 +283,29 @@ fn app_rooms<A: Adapter>(rooms: &[String], socket: &SocketRef<A>) -> Vec<String>
         .filter(|room| !is_bridge_room(room, id))
         .cloned()
         .collect()
+}
+
+/// Keeps `socket` out of `rooms` (refused for its room limit when another node's join was
+/// announced) a while longer: that node's adapter joins the socket on a channel of its own and
+/// may do so after the announcement was handled here. A room the socket has joined since (it
+/// left others) is tracked, and kept.
+pub fn keep_out_later<A: Adapter>(socket: SocketRef<A>, rooms: HashSet<String>) {
+    tokio::spawn(async move {
+        for wait in RECHECKS {
+            tokio::time::sleep(wait).await;
+            let Some(session) = socket.extensions.get::<Session>() else {
+                return;
+            };
+            let untracked: Vec<String> = rooms
+                .iter()
+                .filter(|room| !session.tracks(room))
+                .cloned()
+                .collect();
+            if !untracked.is_empty() {
+                socket.leave(untracked);
+            }
+        }
+    });
 }
 
 /// Takes the names over [`MAX_ROOM_NAME_BYTES`] out of `rooms`.

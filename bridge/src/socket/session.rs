@@ -158,6 +158,13 @@ impl Session {
         joined
     }
 
+    /// Whether the room tracker counts it in `room`.
+    pub fn tracks(&self, room: &str) -> bool {
+        lock(&self.0.rooms)
+            .as_ref()
+            .is_some_and(|rooms| rooms.contains(room))
+    }
+
     /// Records that it left `rooms`; returns those it was in.
     pub fn track_leave(&self, rooms: impl IntoIterator<Item = String>) -> Vec<String> {
         let mut tracked = lock(&self.0.rooms);
@@ -234,6 +241,7 @@ mod tests {
         // Leaving makes room again.
         assert_eq!(s.track_leave(names(&["a", "zz", "a"])), names(&["a"]));
         assert_eq!(s.track_join(names(&["d"]), 3).added, names(&["d"]));
+        assert!(s.tracks("d") && !s.tracks("a"));
         let mut left = s.track_close();
         left.sort();
         assert_eq!(left, names(&["b", "c", "d"]));
