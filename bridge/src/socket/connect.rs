@@ -15,6 +15,7 @@ use socketioxide::socket::{DisconnectReason, Socket};
 use super::Gateway;
 use super::auth::{Identity, handshake_token};
 use super::forward::{Forwarder, apply_reply, deliver_lifecycle, socket_info};
+use super::owned_request::SHOWN_HEADERS;
 use super::rooms::USER_ROOM_PREFIX;
 use super::session::{INERT_ROOM, Session};
 use crate::catalog::NamespaceEntry;
@@ -399,11 +400,11 @@ fn handshake<A: Adapter>(socket: &SocketRef<A>, auth: Option<&Value>, jwt: bool)
     if jwt && let Some(token) = auth.get_mut("token") {
         *token = Value::from(REDACTED);
     }
-    let headers = ["origin", "user-agent"]
-        .into_iter()
+    let headers = SHOWN_HEADERS
+        .iter()
         .filter_map(|name| {
             let value = parts.headers.get(name)?.to_str().ok()?;
-            Some((name.to_owned(), value.to_owned()))
+            Some((name.as_str().to_owned(), value.to_owned()))
         })
         .collect();
     let address = client_address(socket)

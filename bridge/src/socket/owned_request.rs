@@ -28,12 +28,13 @@ pub async fn own_bytes(req: Request, next: Next) -> Response {
     next.run(Request::from_parts(parts, body)).await
 }
 
-/// The headers a GET keeps: the token (`authorization`), what the `$connect` webhook shows
-/// (`origin`, `user-agent`), and what the upgrade and the polling transport read.
-const KEPT_HEADERS: [HeaderName; 10] = [
+/// The handshake headers the `$connect` webhook shows (`socket::connect` reads them from here).
+pub const SHOWN_HEADERS: [HeaderName; 2] = [ORIGIN, USER_AGENT];
+
+/// The other headers a GET keeps: the token (`authorization`, read by `socket::auth`) and what
+/// the upgrade and the polling transport read.
+const READ_HEADERS: [HeaderName; 8] = [
     AUTHORIZATION,
-    ORIGIN,
-    USER_AGENT,
     HOST,
     CONNECTION,
     UPGRADE,
@@ -43,8 +44,13 @@ const KEPT_HEADERS: [HeaderName; 10] = [
     CONTENT_TYPE,
 ];
 
-/// Replaces the URI and header values of `parts` by copies of their own; a GET keeps only
-/// [`KEPT_HEADERS`].
+/// Whether a GET keeps the header `name`.
+fn is_kept(name: &HeaderName) -> bool {
+    SHOWN_HEADERS.contains(name) || READ_HEADERS.contains(name)
+}
+
+/// Replaces the URI and header values of `parts` by copies of their own; a GET keeps only the
+/// headers [`is_kept`] names.
 fn own_parts(parts: &mut axum::http::request::Parts) {
     parts.uri = owned_uri(&parts.uri);
     if parts.method != Method::GET {
@@ -53,7 +59,6 @@ fn own_parts(parts: &mut axum::http::request::Parts) {
         }
         return;
     }
-    let is_kept = |name: &HeaderName| KEPT_HEADERS.contains(name);
     // Sized to what is kept: the map lives as long as the socket.
     let count = parts.headers.keys().filter(|n| is_kept(n)).count();
     let mut kept = HeaderMap::with_capacity(count);
