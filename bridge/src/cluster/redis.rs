@@ -5,9 +5,9 @@
 //! `ConnectionManager`, which reconnects and subscribes again to every channel it had, and a
 //! probe that pings once a second keeps [`Health`] true (and drives the reconnection).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -21,8 +21,52 @@ use super::Health;
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait for a connection, and for an answer.
 const PATIENCE: Duration = Duration::from_secs(2);
+/// Bytes of messages waiting for one adapter stream; more are dropped. (The adapter bounds the
+/// count, 1,024; an emit can be 1 MiB, so the count alone allowed a gigabyte per namespace.)
+pub const STREAM_BYTES: usize = 64 << 20;
 
-type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
+type Handlers = Arc<RwLock<HashMap<String, Route>>>;
+
+/// An adapter stream, and the messages handed to it that it may not have read yet.
+struct Route {
+    tx: mpsc::Sender<ChanItem>,
+    budget: usize,
+    unread: Mutex<Unread>,
+}
+
+/// Sizes of the messages handed over, oldest first, and their sum.
+#[derive(Default)]
+struct Unread {
+    sizes: VecDeque<usize>,
+    bytes: usize,
+}
+
+impl Route {
+    fn new(tx: mpsc::Sender<ChanItem>, budget: usize) -> Self {
+        Self {
+            tx,
+            budget,
+            unread: Mutex::default(),
+        }
+    }
+
+    /// Hands `item` over unless the stream is full, by count or by bytes, or gone.
+    fn offer(&self, item: ChanItem) -> bool {
+        let mut unread = self.unread.lock().unwrap_or_else(|e| e.into_inner());
+        // The channel says how many wait; the oldest of those handed over were read.
+        let waiting = self.tx.max_capacity() - self.tx.capacity();
+        let read = unread.sizes.len().saturating_sub(waiting);
+        let freed: usize = unread.sizes.drain(..read).sum();
+        unread.bytes -= freed;
+        let size = item.1.len();
+        if unread.bytes + size > self.budget || self.tx.try_send(item).is_err() {
+            return false;
+        }
+        unread.sizes.push_back(size);
+        unread.bytes += size;
+        true
+    }
+}
 
 /// Publishes and subscribes over one reconnecting RESP3 connection.
 #[derive(Clone)]
@@ -81,8 +125,8 @@ fn route(push: PushInfo, handlers: &Handlers) {
         return;
     };
     let handlers = handlers.read().unwrap_or_else(|e| e.into_inner());
-    if let Some(tx) = handlers.get(&chan)
-        && tx.try_send((chan, message)).is_err()
+    if let Some(route) = handlers.get(&chan)
+        && !route.offer((chan, message))
     {
         // The adapter's stream is full or gone: dropping beats blocking the connection.
         tracing::warn!("adapter message dropped: its stream is full");
@@ -128,7 +172,7 @@ impl Driver for RedisDriver {
         self.handlers
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(chan.clone(), tx);
+            .insert(chan.clone(), Route::new(tx, STREAM_BYTES));
         self.conn.clone().subscribe(chan.as_str()).await?;
         Ok(MessageStream::new(rx))
     }
@@ -154,7 +198,35 @@ impl Driver for RedisDriver {
 
 #[cfg(test)]
 mod tests {
-    use super::with_resp3;
+    use super::{Route, mpsc, with_resp3};
+
+    #[tokio::test]
+    async fn a_stream_holds_at_most_its_bytes_and_gets_room_back_as_it_reads() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let route = Route::new(tx, 10);
+        let item = |n: usize| ("c".to_owned(), vec![0u8; n]);
+        assert!(route.offer(item(4)));
+        assert!(route.offer(item(4)));
+        assert!(!route.offer(item(4)), "12 bytes would wait");
+        assert!(route.offer(item(2)));
+        assert_eq!(rx.recv().await.unwrap().1.len(), 4);
+        assert!(
+            route.offer(item(4)),
+            "the read message's bytes are free again"
+        );
+        assert!(!route.offer(item(1)));
+        drop(rx);
+        assert!(!route.offer(item(0)), "a dropped stream takes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_bounded_by_count_too() {
+        let (tx, _rx) = mpsc::channel(2);
+        let route = Route::new(tx, 1 << 20);
+        assert!(route.offer(("c".into(), vec![1])));
+        assert!(route.offer(("c".into(), vec![1])));
+        assert!(!route.offer(("c".into(), vec![1])));
+    }
 
     #[test]
     fn resp3_is_added_unless_a_protocol_is_named() {
