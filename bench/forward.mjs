@@ -19,13 +19,13 @@ const LOADGEN = join(root, "target", "release", "loadgen");
 const [RECV, CLIENTS, EVENTS, PERF] = [process.argv[2] ?? "rust", Number(process.argv[3] ?? 100), Number(process.argv[4] ?? 300), process.argv[5]];
 if (!["rust", "node"].includes(RECV)) throw new Error(`receiver must be rust or node, not ${RECV}`);
 const token = await hsToken("s", { sub: "bench" });
-let receiverUrl, rchild, count = 0;
+let receiverUrl, rchild;
 if (RECV === "rust") {
   rchild = spawn(LOADGEN, ["receive"], { stdio: ["ignore", "pipe", "inherit"] });
   const port = await new Promise((res) => { let o = ""; rchild.stdout.on("data", (d) => { o += d; const m = o.match(/port=(\d+)/); if (m) res(m[1]); }); });
   receiverUrl = `http://127.0.0.1:${port}/`;
 } else {
-  const srv = http.createServer((req, res) => { req.resume(); req.on("end", () => { count++; res.writeHead(200, { "content-type": "application/json" }); res.end("{}"); }); });
+  const srv = http.createServer((req, res) => { req.resume(); req.on("end", () => { res.writeHead(200, { "content-type": "application/json" }); res.end("{}"); }); });
   srv.listen(0, "127.0.0.1"); await once(srv, "listening");
   receiverUrl = `http://127.0.0.1:${srv.address().port}/`;
 }
