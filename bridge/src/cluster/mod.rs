@@ -4,8 +4,9 @@
 //! - [`health`]: one node's view of its adapter connection, for `/readyz`, stats and the emit API.
 //! - [`redis`]: the Redis pub/sub driver of `socketioxide-redis`, on a connection that comes back
 //!   by itself and subscribes again.
-//! - [`postgres`]: the LISTEN/NOTIFY driver of `socketioxide-postgres`, whose listening
-//!   connection comes back by itself after it is lost.
+//! - [`postgres`]: the LISTEN/NOTIFY driver of `socketioxide-postgres`.
+//! - [`pg_listener`]: that driver's one listening connection for every namespace, which comes
+//!   back by itself after it is lost.
 //!
 //! The adapters themselves are socketioxide's; which one runs is chosen once, in `app`.
 
