@@ -3,7 +3,7 @@
 //!
 //! Every join and leave of this node's sockets goes through [`RoomTracker`]: `$connect` rooms,
 //! webhook replies, the emit API (for other nodes' sockets through a
-//! [`RoomNotice`](crate::cluster::bus::RoomNotice)) and disconnects. socketioxide's adapters
+//! [`RoomNotice`]) and disconnects. socketioxide's adapters
 //! change rooms without telling anyone, so the tracker keeps its own count of this node's
 //! sockets per room; occupancy is therefore per node (documented in `docs/webhooks.md`).
 //!
