@@ -115,17 +115,14 @@ impl Routes {
         closed
     }
 
-    /// Hands `notification` to its stream; false if that stream was dropped.
-    async fn deliver(&mut self, notification: PgNotification) -> bool {
-        let Some(tx) = self.0.get(notification.channel()) else {
-            return true;
-        };
-        let channel = notification.channel().to_owned();
-        if tx.send(notification).await.is_ok() {
-            return true;
-        }
+    /// Hands `notification` to its stream; returns its channel if that stream was dropped.
+    async fn deliver(&mut self, notification: PgNotification) -> Option<String> {
+        let tx = self.0.get(notification.channel())?;
+        // The notification comes back with the error: no copy of its channel per delivery.
+        let mpsc::error::SendError(returned) = tx.send(notification).await.err()?;
+        let channel = returned.channel().to_owned();
         self.0.remove(&channel);
-        false
+        Some(channel)
     }
 }
 
@@ -168,10 +165,9 @@ async fn next(conn: &mut Conn, routes: &Routes, options: &PgConnectOptions) -> E
 async fn on_event(conn: Conn, routes: &mut Routes, event: Event, health: &Health) -> Conn {
     match event {
         Event::Notification(notification) => {
-            let channel = notification.channel().to_owned();
             let mut conn = conn;
-            if !routes.deliver(notification).await {
-                unlisten(&mut conn, &[channel]).await;
+            if let Some(dropped) = routes.deliver(notification).await {
+                unlisten(&mut conn, &[dropped]).await;
             }
             conn
         }
