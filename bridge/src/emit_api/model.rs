@@ -89,7 +89,7 @@ pub struct EmitRequest {
     pub sockets: Option<Vec<String>>,
     /// User ids to reach.
     pub users: Option<Vec<String>>,
-    /// Rooms to leave out.
+    /// Rooms to leave out (at most 1,000 names of at most 256 bytes).
     pub except: Option<Vec<String>>,
     /// Wait this long for the clients' acknowledgements and return them.
     pub ack_timeout_ms: Option<u64>,
@@ -237,11 +237,11 @@ pub struct RoomsRequest {
     pub sockets: Option<Vec<String>>,
     /// User ids to reach.
     pub users: Option<Vec<String>>,
-    /// Rooms to leave out.
+    /// Rooms to leave out (at most 1,000 names of at most 256 bytes).
     pub except: Option<Vec<String>>,
-    /// Rooms to join (`/v1/join`).
+    /// Rooms to join (`/v1/join`; at most 1,000 names of at most 256 bytes).
     pub join: Option<Vec<String>>,
-    /// Rooms to leave (`/v1/leave`).
+    /// Rooms to leave (`/v1/leave`; at most 1,000 names of at most 256 bytes).
     pub leave: Option<Vec<String>>,
 }
 
