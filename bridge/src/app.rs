@@ -29,6 +29,8 @@ use crate::emit_api::auth::KeyActivity;
 use crate::emit_api::{EmitDoc, EmitState};
 use crate::health::Readiness;
 use crate::listener::{self, Connections, Limits};
+use crate::shutdown::Stopping;
+use crate::socket::handover::{Handover, route_sessions};
 use crate::socket::v2_compat::{V2Compat, fix_v2_connect};
 use crate::socket::{Gateway, Parts};
 use crate::stats::{Counters, NodeView};
@@ -88,6 +90,8 @@ pub struct Application {
     sockets: Arc<dyn SocketServer>,
     limits: Limits,
     connections: Arc<Connections>,
+    stopping: Arc<Stopping>,
+    drain: Duration,
 }
 
 /// Channel prefix of both adapters, so the bridge's traffic is told apart from other users'.
@@ -97,13 +101,19 @@ const ADAPTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the application needs of the Socket.IO side, whatever its adapter.
 trait SocketServer: Send + Sync {
-    /// Disconnects this node's sockets and closes the server.
+    /// Closes the transports of this node's clients over `window` (see `socket::handover`).
+    fn hand_over(&self, window: Duration, router: Router) -> BoxFuture<'_, ()>;
+    /// Closes the server once the clients are gone.
     fn close(&self) -> BoxFuture<'_, ()>;
     /// The catalog version whose namespaces are served.
     fn applied(&self) -> watch::Receiver<i64>;
 }
 
 impl<A: Adapter + DefinedAdapter> SocketServer for Gateway<A> {
+    fn hand_over(&self, window: Duration, router: Router) -> BoxFuture<'_, ()> {
+        Box::pin(async move { Gateway::hand_over(self, window, &router).await })
+    }
+
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(Gateway::close(self))
     }
@@ -139,6 +149,7 @@ impl Application {
         outbox::worker::spawn(outbox, dispatcher.clone(), catalog.clone());
         let cluster = Cluster::new(&config.node_id, config.adapter);
         let connections = Arc::new(Connections::default());
+        let stopping = Arc::new(Stopping::default());
         let public = PublicSide {
             config: &config,
             parts: Parts {
@@ -148,11 +159,13 @@ impl Application {
                 cluster: cluster.clone(),
                 connections: connections.clone(),
                 bus: None,
+                stopping: stopping.clone(),
             },
             keys: KeyActivity::start(config.api_rate, store.clone()),
             readiness: Readiness {
                 store: store.clone(),
                 cluster: cluster.clone(),
+                stopping: stopping.clone(),
             },
         };
         let (public_router, sockets) = with_adapter(public, &cluster).await?;
@@ -162,7 +175,14 @@ impl Application {
         };
         let public_router = public_router
             .layer(middleware::from_fn(crate::socket::owned_request::own_bytes))
-            .layer(middleware::from_fn_with_state(v2_compat, fix_v2_connect));
+            .layer(middleware::from_fn_with_state(v2_compat, fix_v2_connect))
+            .layer(middleware::from_fn_with_state(
+                Handover {
+                    stopping: stopping.clone(),
+                    connections: connections.clone(),
+                },
+                route_sessions,
+            ));
         let sync = CatalogSync {
             store: store.clone(),
             applied: sockets.applied(),
@@ -184,6 +204,8 @@ impl Application {
             sockets,
             limits: config.listen_limits,
             connections,
+            stopping,
+            drain: config.drain,
         };
         tracing::info!(
             node = %cluster.node_id,
@@ -219,17 +241,23 @@ impl Application {
         &self.catalog
     }
 
-    /// Serves both listeners until `shutdown` resolves, then drains requests and queued webhook
-    /// deliveries for at most 10 s each.
+    /// Serves both listeners until `shutdown` resolves, then hands the clients over to other
+    /// nodes over the drain window (`/readyz` answers 503 and new sessions are refused from the
+    /// start), lets open requests finish and queued webhook deliveries go out for at most 10 s
+    /// each, and releases the durable deliveries it holds.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let sockets = self.sockets.clone();
+        let stopping = self.stopping.clone();
+        let (drain, router) = (self.drain, self.public_router.clone());
         tokio::spawn(async move {
             shutdown.await;
-            // Close the sockets first: open WebSockets and long-polls would hold the drain open.
+            stopping.start_draining();
+            // The sockets go first: open WebSockets and long-polls would hold the drain open.
+            sockets.hand_over(drain, router).await;
             sockets.close().await;
             let _ = stop_tx.send(true);
         });

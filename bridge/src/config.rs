@@ -194,6 +194,9 @@ pub struct Settings {
     /// How long failed and dead deliveries are kept [default: 30d].
     #[arg(long, env = "BRIDGE_FAILED_RETENTION", global = true)]
     pub failed_retention: Option<String>,
+    /// On SIGTERM, the time over which connected clients are handed to other nodes (ms, s, m) [default: 10s].
+    #[arg(long, env = "BRIDGE_DRAIN", global = true)]
+    pub drain: Option<String>,
     /// Serve the client playground at /playground/ on the public listener [default: false].
     #[arg(
         long,
@@ -254,6 +257,7 @@ impl Settings {
             failed_retention: self.failed_retention.or(lower.failed_retention),
             rust_log: self.rust_log.or(lower.rust_log),
             playground: self.playground.or(lower.playground),
+            drain: self.drain.or(lower.drain),
             // Declarations come from the file alone.
             namespaces: if self.namespaces.is_empty() {
                 lower.namespaces
@@ -361,6 +365,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// Tracing filter.
     pub rust_log: String,
+    /// The window over which a stopping node closes its clients' transports.
+    pub drain: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -391,6 +397,7 @@ impl std::fmt::Debug for Config {
             .field("outbox", &self.outbox)
             .field("bootstrap", &self.bootstrap)
             .field("playground", &self.playground)
+            .field("drain", &self.drain)
             .finish_non_exhaustive()
     }
 }
@@ -460,6 +467,8 @@ impl Config {
                 failed_retention: retention("failed_retention", s.failed_retention, "30d")?,
             },
             rust_log: s.rust_log.unwrap_or_else(|| "info".into()),
+            drain: parse_duration(s.drain.as_deref().unwrap_or("10s"))
+                .map_err(|e| ConfigError::Invalid("drain", e))?,
             playground: s.playground.unwrap_or(false),
             bootstrap: Declarations::resolve(&s.namespaces, &s.api_keys, url_policy, |var| {
                 std::env::var(var).ok()
@@ -496,6 +505,9 @@ impl Config {
                 "webhook_concurrency",
                 "must be at least 1".into(),
             ));
+        }
+        if self.drain > Duration::from_secs(3600) {
+            return Err(ConfigError::Invalid("drain", "must be at most 1h".into()));
         }
         if self.outbox.lease < Duration::from_millis(300) {
             return Err(ConfigError::Invalid(

@@ -1,6 +1,7 @@
 //! `/healthz` (the process answers) and `/readyz` (the store answers, and the adapter's
 //! connection to the other nodes is up).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use admin_api::Store;
@@ -10,6 +11,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
+use crate::shutdown::Stopping;
 
 /// How long `/readyz` waits for the store.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -21,6 +23,8 @@ pub struct Readiness {
     pub store: Store,
     /// This node and its adapter.
     pub cluster: Cluster,
+    /// Whether the node is stopping.
+    pub stopping: Arc<Stopping>,
 }
 
 /// Always 200 while the process serves requests.
@@ -30,8 +34,19 @@ pub async fn healthz() -> Json<Value> {
 
 /// 200 when the store answers and the adapter is connected, 503 with the reason otherwise (it
 /// recovers by itself when the service comes back). The node keeps serving its own sockets.
+/// From the start of a stop: 503 `draining`, so that load balancers send no new clients.
 pub async fn readyz(State(ready): State<Readiness>) -> (StatusCode, Json<Value>) {
     let node = ready.cluster.node_id.to_string();
+    if ready.stopping.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "draining",
+                "node": node,
+                "error": {"code": "draining", "message": "this node is stopping"},
+            })),
+        );
+    }
     if let Err(reason) = ready.cluster.health.check() {
         return not_ready(&node, "adapter_unavailable", reason);
     }

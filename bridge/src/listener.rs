@@ -54,6 +54,8 @@ struct Kill {
     /// Set when the connection became an Engine.IO 3 WebSocket: its reads go through a
     /// [`ConnectRewriter`] from then on.
     v2_connects: AtomicBool,
+    /// The Engine.IO session a polling client upgraded to a WebSocket on this connection.
+    session: Mutex<Option<Box<str>>>,
 }
 
 impl Kill {
@@ -70,10 +72,14 @@ impl Kill {
 }
 
 /// The open connections of a listener by client address, so that one can be closed from
-/// elsewhere: a socket whose authentication timed out takes its Engine.IO connection with it.
+/// elsewhere: a socket whose authentication timed out takes its Engine.IO connection with it,
+/// and a stopping node closes its clients' WebSockets.
 #[derive(Default)]
 pub struct Connections {
     open: Mutex<HashMap<SocketAddr, Arc<Kill>>>,
+    /// Engine.IO sessions upgraded from polling → the connection of their WebSocket (the
+    /// handshake's address is that of an earlier polling request).
+    upgraded: Mutex<HashMap<Box<str>, SocketAddr>>,
 }
 
 impl Connections {
@@ -92,6 +98,34 @@ impl Connections {
         }
     }
 
+    /// Records that the Engine.IO session `sid` now runs as a WebSocket on the connection from
+    /// `remote`, so that [`Connections::close_session`] finds it.
+    pub fn name_session(&self, remote: &SocketAddr, sid: &str) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(kill) = open.get(remote) else {
+            return;
+        };
+        *kill.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(sid.into());
+        self.upgraded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sid.into(), *remote);
+    }
+
+    /// Closes the WebSocket connection of the Engine.IO session `sid`: the one it upgraded on,
+    /// else `handshake` (a session that began on a WebSocket); false when neither is open.
+    pub fn close_session(&self, sid: &str, handshake: Option<SocketAddr>) -> bool {
+        let upgraded = self
+            .upgraded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sid)
+            .copied();
+        upgraded
+            .or(handshake)
+            .is_some_and(|remote| self.close(&remote))
+    }
+
     fn add(&self, remote: SocketAddr) -> Arc<Kill> {
         let kill = Arc::new(Kill::default());
         self.open
@@ -105,6 +139,13 @@ impl Connections {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.get(remote).is_some_and(|k| Arc::ptr_eq(k, kill)) {
             open.remove(remote);
+        }
+        drop(open);
+        if let Some(sid) = kill.session.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let mut upgraded = self.upgraded.lock().unwrap_or_else(|e| e.into_inner());
+            if upgraded.get(&sid) == Some(remote) {
+                upgraded.remove(&sid);
+            }
         }
     }
 }

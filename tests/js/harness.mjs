@@ -33,6 +33,8 @@ export async function startBridge(env = {}) {
       BRIDGE_ADMIN_LISTEN: "127.0.0.1:0",
       DATABASE_URL: `sqlite://${join(dir, "bridge.db")}`,
       BRIDGE_ADMIN_TOKEN: token,
+      // A stop hands the sockets over within 1 s (10 s by default), to keep the suite short.
+      BRIDGE_DRAIN: "1s",
       ...env,
     },
     stdio: ["ignore", "ignore", "pipe"],
@@ -60,6 +62,8 @@ export async function startBridge(env = {}) {
     token,
     log: () => log,
     pid: child.pid,
+    /** The exit code once exited (null before, or when killed by a signal). */
+    exitCode: () => child.exitCode,
     /** SIGTERM, then SIGKILL and an error if it has not exited within 25 s (its drains take 10 s each at most). */
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;

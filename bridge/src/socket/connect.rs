@@ -15,6 +15,7 @@ use socketioxide::socket::{DisconnectReason, Socket};
 use super::Gateway;
 use super::auth::{Identity, handshake_token};
 use super::forward::{Forwarder, apply_reply, deliver_lifecycle, socket_info};
+use super::handover::STOPPING_REASON;
 use super::owned_request::SHOWN_HEADERS;
 use super::rooms::USER_ROOM_PREFIX;
 use super::session::{INERT_ROOM, Session};
@@ -277,7 +278,8 @@ async fn on_disconnect<A: Adapter>(
     if session.was_counted() {
         gateway.counters.disconnected(session.namespace());
     }
-    gateway.rooms.disconnect(&gateway, &socket, &session);
+    let reason = disconnect_reason(&gateway, &reason);
+    gateway.rooms.disconnect(&gateway, &socket, &session, &reason);
     if !session.is_active() {
         return;
     }
@@ -285,9 +287,7 @@ async fn on_disconnect<A: Adapter>(
         return;
     };
     let body = Body::new(
-        Kind::Disconnect {
-            reason: reason.to_string(),
-        },
+        Kind::Disconnect { reason },
         session.namespace(),
         socket_info(&gateway.cluster, &socket, &session),
         session.next_seq(),
@@ -301,6 +301,22 @@ async fn on_disconnect<A: Adapter>(
         &body,
         None,
     );
+}
+
+/// The reason webhooks are told: a transport closed while the node stops was closed by the
+/// hand-over (whatever socketioxide saw), so it says the node is stopping.
+fn disconnect_reason<A: Adapter>(gateway: &Gateway<A>, reason: &DisconnectReason) -> String {
+    let by_transport = matches!(
+        reason,
+        DisconnectReason::TransportClose
+            | DisconnectReason::TransportError
+            | DisconnectReason::ClosingServer
+    );
+    if by_transport && gateway.stopping.is_draining() {
+        STOPPING_REASON.to_owned()
+    } else {
+        reason.to_string()
+    }
 }
 
 async fn verify(entry: &NamespaceEntry, token: &str) -> Result<Identity, Refusal> {

@@ -11,6 +11,7 @@ pub mod ack;
 pub mod auth;
 pub mod connect;
 pub mod forward;
+pub mod handover;
 pub mod jwks;
 pub mod owned_request;
 pub mod rooms;
@@ -19,7 +20,6 @@ pub mod v2_compat;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +45,7 @@ use crate::cluster::Cluster;
 use crate::cluster::bus::{RoomBus, RoomNotice};
 use crate::config::Config;
 use crate::listener::Connections;
+use crate::shutdown::Stopping;
 use crate::stats::Counters;
 use crate::webhook::Dispatcher;
 use session::RateLimit;
@@ -79,8 +80,9 @@ pub struct Gateway<A: Adapter> {
     applied: watch::Sender<i64>,
     /// Whether the store had `/` at the last catalog change.
     root_in_store: Mutex<bool>,
-    /// Set when the node starts stopping: the emit API then answers 503 `shutting_down`.
-    closing: AtomicBool,
+    /// Where a stop is: draining hands the sockets over, closed makes the emit API answer 503
+    /// `shutting_down`.
+    pub stopping: Arc<Stopping>,
 }
 
 /// What `build` needs besides the configuration.
@@ -97,12 +99,14 @@ pub struct Parts {
     pub connections: Arc<Connections>,
     /// The other nodes, for room changes (none with one node).
     pub bus: Option<Arc<dyn RoomBus>>,
+    /// Where a stop is.
+    pub stopping: Arc<Stopping>,
 }
 
 impl<A: Adapter> Gateway<A> {
-    /// Whether the node is stopping (its sockets are being or have been disconnected).
+    /// Whether the node's sockets are all gone (the end of a stop).
     pub fn is_closing(&self) -> bool {
-        self.closing.load(Ordering::Acquire)
+        self.stopping.is_closed()
     }
 
     /// Counts a namespace socket in (`+1`) or out (`-1`) of its client connection; returns how
@@ -146,6 +150,7 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             cluster,
             connections,
             bus,
+            stopping,
         } = parts;
         let max_payload = usize::try_from(config.max_payload).unwrap_or(usize::MAX);
         let (layer, io) = SocketIo::builder()
@@ -183,7 +188,7 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             registered: Mutex::new(HashSet::new()),
             applied: watch::Sender::new(0),
             root_in_store: Mutex::new(false),
-            closing: AtomicBool::new(false),
+            stopping,
         });
         // v2 clients always join `/`, so it is always registered (socketioxide cannot delete it);
         // without a `/` in the store its sockets stay inert.
@@ -298,21 +303,12 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
         tracing::info!(namespace = name, "namespace registered");
     }
 
-    /// Disconnects every socket (running their disconnect handlers, so `$disconnect` goes out),
-    /// then closes the server. `SocketIo::close` alone takes the namespaces away before closing
-    /// the transports, so socketioxide 0.18.9 would run no disconnect handler.
+    /// The end of a stop, once [`Gateway::hand_over`] closed the clients' transports: the emit
+    /// API answers 503 from now, and the server closes (socketioxide's `close` would run no
+    /// disconnect handler: it takes the namespaces away before closing the transports, which is
+    /// why the hand-over closes them first).
     pub async fn close(&self) {
-        self.closing.store(true, Ordering::Release);
-        let names: Vec<String> = self
-            .registered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        for name in names {
-            disconnect_all(&self.io, &name).await;
-        }
+        self.stopping.close();
         self.io.close().await;
     }
 

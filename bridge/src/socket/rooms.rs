@@ -42,6 +42,15 @@ const RECHECKS: [std::time::Duration; 2] = [
     std::time::Duration::from_secs(2),
 ];
 
+/// One room change of one socket, as announced.
+struct Change<'a> {
+    room: &'a str,
+    /// Sockets of this node in the room after the change.
+    node_sockets: usize,
+    /// The socket's disconnect reason, when the change is its disconnect.
+    disconnect: Option<&'a str>,
+}
+
 /// This node's sockets per application room, and the queues of the rooms' deliveries.
 pub struct RoomTracker {
     /// (namespace, room) → sockets of this node in it; a room leaves the map when empty.
@@ -109,7 +118,7 @@ impl RoomTracker {
             RoomOp::Leave => {
                 let removed = session.track_leave(tracked);
                 socket.leave(rooms);
-                self.left(gateway, socket, &session, occupancy, removed);
+                self.left(gateway, socket, &session, occupancy, removed, None);
                 HashSet::new()
             }
         }
@@ -122,10 +131,11 @@ impl RoomTracker {
         gateway: &Gateway<A>,
         socket: &SocketRef<A>,
         session: &Session,
+        reason: &str,
     ) {
         let occupancy = self.lock();
         let removed = session.track_close();
-        self.left(gateway, socket, session, occupancy, removed);
+        self.left(gateway, socket, session, occupancy, removed, Some(reason));
     }
 
     fn joined<A: Adapter>(
@@ -142,10 +152,15 @@ impl RoomTracker {
                 .or_insert(0);
             *count += 1;
             let count = *count;
+            let change = Change {
+                room: &room,
+                node_sockets: count,
+                disconnect: None,
+            };
             if count == 1 {
-                self.announce(gateway, socket, session, RoomChange::RoomOccupied, &room, 1);
+                self.announce(gateway, socket, session, RoomChange::RoomOccupied, &change);
             }
-            self.announce(gateway, socket, session, RoomChange::Join, &room, count);
+            self.announce(gateway, socket, session, RoomChange::Join, &change);
         }
     }
 
@@ -156,6 +171,7 @@ impl RoomTracker {
         session: &Session,
         mut occupancy: MutexGuard<'_, HashMap<(String, String), usize>>,
         removed: Vec<String>,
+        disconnect: Option<&str>,
     ) {
         for room in removed {
             let key = (session.namespace().to_owned(), room);
@@ -167,9 +183,14 @@ impl RoomTracker {
                 occupancy.remove(&key);
             }
             let room = key.1;
-            self.announce(gateway, socket, session, RoomChange::Leave, &room, count);
+            let change = Change {
+                room: &room,
+                node_sockets: count,
+                disconnect,
+            };
+            self.announce(gateway, socket, session, RoomChange::Leave, &change);
             if count == 0 {
-                self.announce(gateway, socket, session, RoomChange::RoomVacated, &room, 0);
+                self.announce(gateway, socket, session, RoomChange::RoomVacated, &change);
             }
         }
     }
@@ -181,14 +202,13 @@ impl RoomTracker {
         gateway: &Gateway<A>,
         socket: &SocketRef<A>,
         session: &Session,
-        change: RoomChange,
-        room: &str,
-        node_sockets: usize,
+        kind: RoomChange,
+        change: &Change<'_>,
     ) {
         let Some(entry) = gateway.catalog.namespace(session.namespace()) else {
             return;
         };
-        let pattern = pattern_of(change);
+        let pattern = pattern_of(kind);
         let mut subs = entry
             .subscriptions
             .iter()
@@ -197,24 +217,26 @@ impl RoomTracker {
         if subs.peek().is_none() {
             return;
         }
-        let about_socket = matches!(change, RoomChange::Join | RoomChange::Leave);
+        let about_socket = matches!(kind, RoomChange::Join | RoomChange::Leave);
         let body = RoomBody {
-            change,
+            change: kind,
             namespace: session.namespace().to_owned(),
-            room: room.to_owned(),
+            room: change.room.to_owned(),
             node: gateway.cluster.node_id.to_string(),
-            node_sockets,
+            node_sockets: change.node_sockets,
             socket: about_socket.then(|| socket_info(&gateway.cluster, socket, session)),
+            reason: change.disconnect.map(str::to_owned),
             timestamp: admin_api::model::Timestamp::now().to_rfc3339(),
         };
         let bytes = bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        let room = change.room;
         let queues = &self.queues[queue_of(session.namespace(), room)];
         for sub in subs {
             let job = Job {
                 webhook: sub.webhook.clone(),
                 message: Message {
                     id: message_id(),
-                    event: change.event_name().to_owned(),
+                    event: kind.event_name().to_owned(),
                     body: bytes.clone(),
                 },
                 mode: Mode::Retry,
@@ -223,7 +245,7 @@ impl RoomTracker {
             };
             let socket_id = about_socket.then_some(socket.id.as_str());
             if let Err(why) = gateway.dispatcher.submit(queues, job, socket_id, None) {
-                tracing::warn!(room, webhook = %sub.webhook.id, event = change.event_name(), %why, "room delivery refused");
+                tracing::warn!(room, webhook = %sub.webhook.id, event = kind.event_name(), %why, "room delivery refused");
             }
         }
     }

@@ -138,6 +138,10 @@ pub struct RoomBody {
     /// The socket that joined or left (for `join` and `leave`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub socket: Option<SocketInfo>,
+    /// Why, for a `leave` or `room_vacated` caused by a socket's disconnect: its `$disconnect`
+    /// reason (`server shutting down` when its node stops).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// When the bridge saw it (RFC 3339, ms).
     pub timestamp: String,
 }

@@ -61,7 +61,7 @@ pub async fn fix_v2_connect(State(compat): State<V2Compat>, req: Request, next: 
 }
 
 /// Whether `req` asks for a WebSocket upgrade.
-fn is_upgrade(req: &Request) -> bool {
+pub(crate) fn is_upgrade(req: &Request) -> bool {
     req.headers()
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())

@@ -1,0 +1,282 @@
+//! Handing a stopping node's clients over to the other nodes.
+//!
+//! - [`route_sessions`], a middleware in front of socketioxide: while the node drains, a new
+//!   Engine.IO session (a request without `sid`) is refused with 503, so that the client or its
+//!   load balancer goes to another node; a request for a session this node does not hold answers
+//!   404 where engineioxide answers 400, so that a load balancer may try the next node (nginx's
+//!   `proxy_next_upstream http_404`: a 404 never marks a node as failed); a WebSocket upgrade of
+//!   a polling session is recorded with its connection, which the drain closes.
+//! - [`Gateway::hand_over`] closes every client's transport, never with a Socket.IO DISCONNECT
+//!   (the official clients take one as final and stop reconnecting): polling sessions first, all
+//!   at once (their next request would otherwise reach another node once a load balancer marks
+//!   this one down), then WebSockets one after another over the drain window, so that the other
+//!   nodes see a ramp rather than a storm.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
+use socketioxide::{ProtocolVersion, TransportType};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::Gateway;
+use super::v2_compat::is_upgrade;
+use crate::listener::Connections;
+use crate::shutdown::Stopping;
+
+/// The reason `$disconnect`, `$leave` and `$room_vacated` bodies give for the sockets of a
+/// stopping node (Socket.IO's own name for it).
+pub const STOPPING_REASON: &str = "server shutting down";
+/// Longest wait, after the last close, for the closed sockets to be gone.
+const SETTLE: Duration = Duration::from_secs(2);
+/// engineioxide's answer to a request for a session it does not hold (400).
+const UNKNOWN_SESSION: &[u8] = br#"{"code":"1","message":"Session ID unknown"}"#;
+
+/// What [`route_sessions`] reads.
+#[derive(Clone)]
+pub struct Handover {
+    /// Whether the node is stopping, and the polling sessions its drain closed.
+    pub stopping: Arc<Stopping>,
+    /// The public listener's connections, told which session each upgraded one carries.
+    pub connections: Arc<Connections>,
+}
+
+/// Middleware on the Engine.IO path: see the module documentation.
+pub async fn route_sessions(State(handover): State<Handover>, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/socket.io/") {
+        return next.run(req).await;
+    }
+    let Some(sid) = query_value(req.uri().query(), "sid").map(str::to_owned) else {
+        if handover.stopping.is_draining() {
+            return refuse_new_session();
+        }
+        return next.run(req).await;
+    };
+    if req.method() == Method::GET
+        && let Some(protocol) = handover.stopping.closed_session(&sid)
+    {
+        return close_packet(protocol);
+    }
+    let upgrade = is_upgrade(&req).then(|| {
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+    });
+    let response = next.run(req).await;
+    match response.status() {
+        StatusCode::SWITCHING_PROTOCOLS => {
+            if let Some(Some(remote)) = upgrade {
+                handover.connections.name_session(&remote, &sid);
+            }
+            response
+        }
+        StatusCode::BAD_REQUEST => not_here(response).await,
+        _ => response,
+    }
+}
+
+/// The value of `name` in a query string (Engine.IO ids need no decoding).
+fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .filter(|value| !value.is_empty())
+}
+
+fn refuse_new_session() -> Response {
+    let body = json!({"error": {
+        "code": "draining",
+        "message": "this node is stopping; connect to another node",
+    }});
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// engineioxide's 400 for an unknown session becomes a 404 (same body); other 400s pass.
+async fn not_here(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1024).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if bytes.as_ref() == UNKNOWN_SESSION {
+        parts.status = StatusCode::NOT_FOUND;
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// An Engine.IO close packet as a polling answer: the client reconnects ("transport close").
+fn close_packet(protocol: ProtocolVersion) -> Response {
+    let packet = match protocol {
+        ProtocolVersion::V4 => "1:1",
+        _ => "1",
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+        packet,
+    )
+        .into_response()
+}
+
+/// One client's Engine.IO session, as the drain closes it.
+struct ClientSession {
+    sid: String,
+    protocol: ProtocolVersion,
+    /// Its address when the session began on a WebSocket (the handshake is that connection).
+    websocket_handshake: Option<SocketAddr>,
+}
+
+impl<A: Adapter> Gateway<A> {
+    /// Closes the transport of every client of this node: polling sessions at once, WebSockets
+    /// spread evenly over `window`; then waits (at most 2 s) for their sockets to be gone.
+    /// `router` is the public router, through which polling sessions are closed as if their
+    /// client had sent an Engine.IO close packet.
+    pub async fn hand_over(&self, window: Duration, router: &Router) {
+        let (polling, websockets) = self.client_sessions();
+        tracing::info!(
+            polling = polling.len(),
+            websockets = websockets.len(),
+            window_ms = window.as_millis(),
+            "handing clients over to the other nodes"
+        );
+        for session in &polling {
+            self.close_polling(session, router).await;
+        }
+        let start = Instant::now();
+        let count = u32::try_from(websockets.len()).unwrap_or(u32::MAX);
+        for (i, session) in (0..count).zip(&websockets) {
+            tokio::time::sleep_until(start + window / count * i).await;
+            self.connections
+                .close_session(&session.sid, session.websocket_handshake);
+        }
+        self.settle(router).await;
+    }
+
+    /// Waits for the closed sockets to be gone, closing again whatever is still there (a
+    /// namespace joined over a session during the drain); gives up after [`SETTLE`].
+    async fn settle(&self, router: &Router) {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let (polling, websockets) = self.client_sessions();
+            if polling.is_empty() && websockets.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    left = polling.len() + websockets.len(),
+                    "sockets still open after the drain"
+                );
+                return;
+            }
+            for session in &polling {
+                self.close_polling(session, router).await;
+            }
+            for session in &websockets {
+                self.connections
+                    .close_session(&session.sid, session.websocket_handshake);
+            }
+        }
+    }
+
+    /// This node's client sessions (one per Engine.IO connection, whatever its namespaces):
+    /// polling ones, then WebSocket ones.
+    fn client_sessions(&self) -> (Vec<ClientSession>, Vec<ClientSession>) {
+        let names: Vec<String> = self
+            .registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        let mut seen = HashSet::new();
+        let (mut polling, mut websockets) = (Vec::new(), Vec::new());
+        for name in names {
+            let Some(ops) = self.io.of(name.as_str()) else {
+                continue;
+            };
+            for socket in ops.local().broadcast().sockets() {
+                if !seen.insert(socket.id) {
+                    continue;
+                }
+                let session = client_session(&socket);
+                match socket.transport_type() {
+                    TransportType::Polling => polling.push(session),
+                    TransportType::Websocket => websockets.push(session),
+                }
+            }
+        }
+        (polling, websockets)
+    }
+
+    /// Ends a polling session as its client's Engine.IO close packet would (engineioxide runs
+    /// the disconnect handlers at once); its next poll is answered with a close packet.
+    async fn close_polling(&self, session: &ClientSession, router: &Router) {
+        let (eio, packet) = match session.protocol {
+            ProtocolVersion::V4 => ("3", "1:1"),
+            _ => ("4", "1"),
+        };
+        let request = Request::post(format!(
+            "/socket.io/?EIO={eio}&transport=polling&sid={}",
+            session.sid
+        ))
+        .header(header::CONTENT_TYPE, "text/plain;charset=UTF-8")
+        .body(Body::from(packet));
+        let Ok(request) = request else {
+            return;
+        };
+        // The session's own pending poll is answered by engineioxide; this only closes it.
+        let Ok(response) = router.clone().oneshot(request).await;
+        if !response.status().is_success() {
+            tracing::debug!(sid = %session.sid, status = %response.status(), "polling session already gone");
+        }
+        // Recorded once closed: before, this very request would be answered by `route_sessions`.
+        self.stopping.closed_polling(&session.sid, session.protocol);
+    }
+}
+
+fn client_session<A: Adapter>(socket: &SocketRef<A>) -> ClientSession {
+    let parts = socket.req_parts();
+    let began_on_websocket = query_value(parts.uri.query(), "transport") == Some("websocket");
+    ClientSession {
+        sid: socket.id.to_string(),
+        protocol: socket.protocol(),
+        websocket_handshake: began_on_websocket
+            .then(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0)
+            })
+            .flatten(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_query_values() {
+        let q = Some("EIO=4&transport=polling&sid=abc-_1&t=x");
+        assert_eq!(query_value(q, "sid"), Some("abc-_1"));
+        assert_eq!(query_value(q, "transport"), Some("polling"));
+        assert_eq!(query_value(Some("EIO=4&sid="), "sid"), None);
+        assert_eq!(query_value(Some("xsid=1"), "sid"), None);
+        assert_eq!(query_value(None, "sid"), None);
+    }
+}

@@ -1,0 +1,178 @@
+// The deployment as operators run it (deployment.mjs: deploy/nginx.conf in front of two nodes on
+// Postgres and Redis, as local processes): a stopping node hands its clients over, and a rolling
+// restart under load loses nothing and strands no one. Clients are the official v2 and v4 ones
+// with their default reconnection, each from its own loopback address.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { until, sleep } from "./harness.mjs";
+import {
+  deployment,
+  ready,
+  KINDS,
+  kindName,
+  reconnectingClient,
+  emitLoad,
+  roomEmits,
+  delivered,
+} from "./deployment.mjs";
+
+const DRAIN_MS = 4000;
+
+/** Webhooks: durable `note`s, lifecycle events, and a `$connect` gate that joins every socket to `lobby`. */
+const hooks = (url) => [
+  { url, events: ["note"], durable: true },
+  { url, events: ["$disconnect", "$leave", "$room_vacated"] },
+  { url, events: ["$connect"], reply: true },
+];
+const handler = (d) => (d.json?.type === "connect" ? { body: { join: ["lobby"] } } : {});
+
+/** Clients of every kind until each node holds at least one of each kind (nginx hashes addresses). */
+async function clientsOnBothNodes(d) {
+  const clients = [];
+  const onNode = (where, node, kind) =>
+    clients.some((c) => c.kind === kind && c.socket.connected && where.get(c.id()) === node);
+  for (let i = 0; i < 80; i++) {
+    const where = await d.where();
+    const missing = KINDS.find((k) => !onNode(where, "bridge-1", k) || !onNode(where, "bridge-2", k));
+    if (!missing) return clients;
+    const client = reconnectingClient(d.nginx.url, missing, clients.length);
+    clients.push(client);
+    await until(() => client.socket.connected, 5000, `${kindName(missing)} client ${i} connected`);
+  }
+  throw new Error("80 clients and still a kind missing on a node");
+}
+
+/** Waits until every client is connected and listed on a node; returns socket id → node. */
+async function allConnected(d, clients, ms) {
+  let where = new Map();
+  await until(
+    async () => {
+      if (!clients.every((c) => c.socket.connected)) return false;
+      where = await d.where();
+      return clients.every((c) => where.has(c.id()));
+    },
+    ms,
+    "every client connected again",
+  );
+  return where;
+}
+
+test("SIGTERM hands every client over: v2 and v4, WebSocket and polling, reconnect to the other node by themselves", async () => {
+  const d = await deployment({ env: { BRIDGE_DRAIN: `${DRAIN_MS}ms` }, hooks, handler });
+  const clients = [];
+  try {
+    clients.push(...(await clientsOnBothNodes(d)));
+    const before = await allConnected(d, clients, 5000);
+    const moving = clients.filter((c) => before.get(c.id()) === "bridge-1");
+    const oldIds = new Set(moving.map((c) => c.id()));
+    const node1 = d.node(0);
+
+    const started = Date.now();
+    const stopping = node1.stop();
+    // At once: not ready, new sessions refused, the emit API still answers for its sockets.
+    await until(async () => (await ready(node1)).status === 503, 1000, "readyz 503 at once");
+    const readiness = await ready(node1);
+    assert.equal(readiness.body.status, "draining", JSON.stringify(readiness.body));
+    const handshake = await fetch(`${node1.url}/socket.io/?EIO=4&transport=polling`);
+    assert.equal(handshake.status, 503, "a new Engine.IO session is refused during the drain");
+    const direct = await fetch(`${node1.url}/v1/emit`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${d.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ namespace: "/chat", event: "during", data: 1 }),
+    });
+    assert.equal(direct.status, 200, "the emit API answers during the drain");
+
+    await stopping;
+    assert.equal(node1.exitCode(), 0, "a graceful stop exits 0");
+    const stopMs = Date.now() - started;
+    assert.ok(stopMs < DRAIN_MS + 12000, `the stop took ${stopMs} ms`);
+    const after = await allConnected(d, clients, DRAIN_MS + 8000);
+    const movedMs = Date.now() - started;
+    for (const c of moving) {
+      assert.equal(after.get(c.id()), "bridge-2", `${kindName(c.kind)} client now on bridge-2`);
+      assert.ok(!oldIds.has(c.id()), "a new session");
+      assert.ok(c.connects >= 2, `${kindName(c.kind)} reconnected`);
+      assert.ok(
+        c.reasons.every((r) => r === "transport close" || r === "transport error"),
+        `${kindName(c.kind)} saw ${c.reasons}: never "io server disconnect"`,
+      );
+    }
+    // Those of bridge-2 never noticed.
+    for (const c of clients.filter((c) => before.get(c.id()) === "bridge-2")) assert.equal(c.connects, 1);
+
+    // A room emit made after the move reaches every client (the `$connect` gate joined them to `lobby`).
+    for (const c of clients) c.inbox.splice(0);
+    const res = await d.v1("POST", "/v1/emit", { namespace: "/chat", rooms: ["lobby"], event: "after", data: 2 });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    await until(() => clients.every((c) => c.inbox.some(([e]) => e === "after")), 5000, "every client got the emit made after the move");
+
+    // The webhooks were told why: the node stopped.
+    await d.receiver.waitFor(() => d.receiver.events("disconnect").filter((b) => oldIds.has(b.json.socket.id)).length === moving.length, 5000);
+    for (const body of d.receiver.events("disconnect").filter((b) => oldIds.has(b.json.socket.id))) {
+      assert.equal(body.json.reason, "server shutting down");
+    }
+    const leaves = d.receiver.events("leave").filter((b) => oldIds.has(b.json.socket.id));
+    assert.equal(leaves.length, moving.length, "a $leave of lobby per socket of the stopped node");
+    assert.ok(leaves.every((b) => b.json.reason === "server shutting down"));
+    const vacated = d.receiver.events("room_vacated").filter((b) => b.json.node === "bridge-1");
+    assert.equal(vacated.length, 1);
+    assert.equal(vacated[0].json.reason, "server shutting down");
+    console.log(
+      `handover: ${moving.length} clients of bridge-1 (${[...new Set(moving.map((c) => kindName(c.kind)))].join(", ")}) ` +
+        `reconnected to bridge-2 ${movedMs} ms after SIGTERM (drain ${DRAIN_MS} ms); the stop took ${stopMs} ms`,
+    );
+  } finally {
+    for (const c of clients) c.close();
+    await d.close();
+  }
+});
+
+test("a rolling restart through nginx under load: every client ends connected, nothing accepted is lost, no session is split", async () => {
+  const d = await deployment({ env: { BRIDGE_DRAIN: `${DRAIN_MS}ms` }, hooks, handler });
+  const clients = [];
+  try {
+    for (let i = 0; i < 30; i++) clients.push(reconnectingClient(d.nginx.url, KINDS[i % KINDS.length], i));
+    await allConnected(d, clients, 10000);
+    const load = emitLoad(clients, 100);
+    const emits = roomEmits(d, 200);
+    await sleep(1500);
+    const timeline = [];
+    for (const i of [0, 1]) {
+      const t0 = Date.now();
+      await d.node(i).stop();
+      assert.equal(d.node(i).exitCode(), 0);
+      timeline.push(`${d.slots[i].id} stopped in ${Date.now() - t0} ms`);
+      const t1 = Date.now();
+      await d.restart(i);
+      timeline.push(`${d.slots[i].id} ready again in ${Date.now() - t1} ms`);
+      await allConnected(d, clients, 15000);
+      await sleep(1000);
+    }
+    await load.stop();
+    await emits.stop();
+    assert.deepEqual(load.refused, [], "no durable event was refused");
+    await until(() => [...load.accepted].every((id) => delivered(d.receiver).ids.has(id)), 20000, "every accepted event delivered");
+    const where = await allConnected(d, clients, 5000);
+
+    // No client ever saw a session answer from the wrong node: nginx tried the other node instead.
+    const engine = d.nginx.requests().filter((r) => r.path?.startsWith("/socket.io/"));
+    const unknown = engine.filter((r) => r.path.includes("sid=") && (r.status === 400 || r.status === 404));
+    assert.deepEqual(unknown, [], "no session ID unknown answer reached a client");
+    const retried = engine.filter((r) => r.upstreamStatus?.includes(","));
+    const { ids, duplicates } = delivered(d.receiver);
+    const reconnects = clients.reduce((n, c) => n + c.connects - 1, 0);
+    const reasons = new Set(clients.flatMap((c) => c.reasons));
+    assert.ok(!reasons.has("io server disconnect"), [...reasons].join());
+    console.log(
+      `rolling restart: ${clients.length} clients (${KINDS.map(kindName).join(", ")}); ${timeline.join("; ")}; ` +
+        `${load.sent} durable events sent, ${load.accepted.size} accepted, ${ids.size} delivered, ${duplicates} duplicates; ` +
+        `${emits.counts.ok} room emits answered 200, ${emits.counts.failed} not; ${reconnects} reconnects (${[...reasons].join(", ")}); ` +
+        `${engine.length} Engine.IO requests through nginx, ${retried.length} retried on the other node; ` +
+        `at the end ${[...where.values()].filter((n) => n === "bridge-1").length} on bridge-1, ${[...where.values()].filter((n) => n === "bridge-2").length} on bridge-2`,
+    );
+  } finally {
+    for (const c of clients) c.close();
+    await d.close();
+  }
+});
