@@ -715,6 +715,26 @@ mod tests {
             Duration::from_secs(7 * 86_400)
         );
         assert_eq!(c.outbox.failed_retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.drain, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_drain_window_is_a_bounded_duration() {
+        let drain = |text: &str| {
+            Config::from_settings(Settings {
+                drain: Some(text.into()),
+                ..Settings::default()
+            })
+            .map(|c| c.drain)
+        };
+        assert_eq!(drain("0s").unwrap(), Duration::ZERO);
+        assert_eq!(drain("1500ms").unwrap(), Duration::from_millis(1500));
+        for bad in ["2h", "10", "soon"] {
+            match drain(bad) {
+                Err(ConfigError::Invalid("drain", _)) => {}
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]

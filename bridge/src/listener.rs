@@ -141,7 +141,12 @@ impl Connections {
             open.remove(remote);
         }
         drop(open);
-        if let Some(sid) = kill.session.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(sid) = kill
+            .session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             let mut upgraded = self.upgraded.lock().unwrap_or_else(|e| e.into_inner());
             if upgraded.get(&sid) == Some(remote) {
                 upgraded.remove(&sid);

@@ -5,7 +5,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { until, sleep } from "./harness.mjs";
+import { until, sleep, setup, connected } from "./harness.mjs";
 import {
   deployment,
   ready,
@@ -174,5 +174,24 @@ test("a rolling restart through nginx under load: every client ends connected, n
   } finally {
     for (const c of clients) c.close();
     await d.close();
+  }
+});
+
+test("a second SIGTERM during the drain stops the node at once (exit 1)", async () => {
+  const env = await setup({ env: { BRIDGE_DRAIN: "60s" } });
+  const sockets = [];
+  try {
+    // Two WebSockets: the second is closed only at the end of the 60 s window.
+    for (let i = 0; i < 2; i++) sockets.push(await connected("v4", env.url, { transports: ["websocket"] }));
+    process.kill(env.bridge.pid, "SIGTERM");
+    await until(async () => (await fetch(`${env.bridge.url}/readyz`)).status === 503, 2000, "draining");
+    const second = Date.now();
+    process.kill(env.bridge.pid, "SIGTERM");
+    await until(() => env.bridge.exitCode() !== null, 3000, "exit after the second signal");
+    assert.equal(env.bridge.exitCode(), 1);
+    assert.ok(Date.now() - second < 3000);
+  } finally {
+    for (const s of sockets) s.close();
+    await env.close();
   }
 });

@@ -279,7 +279,9 @@ async fn on_disconnect<A: Adapter>(
         gateway.counters.disconnected(session.namespace());
     }
     let reason = disconnect_reason(&gateway, &reason);
-    gateway.rooms.disconnect(&gateway, &socket, &session, &reason);
+    gateway
+        .rooms
+        .disconnect(&gateway, &socket, &session, &reason);
     if !session.is_active() {
         return;
     }

@@ -53,7 +53,11 @@ pub struct Handover {
 }
 
 /// Middleware on the Engine.IO path: see the module documentation.
-pub async fn route_sessions(State(handover): State<Handover>, req: Request, next: Next) -> Response {
+pub async fn route_sessions(
+    State(handover): State<Handover>,
+    req: Request,
+    next: Next,
+) -> Response {
     if !req.uri().path().starts_with("/socket.io/") {
         return next.run(req).await;
     }

@@ -5,6 +5,7 @@
 //! - [`connect`]: admission (JWT, the `$connect` gate), the `authenticate` flow, disconnects.
 //! - [`forward`]: the catch-all handler that turns client events into webhook deliveries.
 //! - [`rooms`]: room lifecycle deliveries (`$join`, `$leave`, occupancy).
+//! - [`handover`]: a stopping node's clients closed at the transport so they reconnect elsewhere.
 //! - [`session`]: per-socket state; [`auth`]: JWT checks; [`v2_compat`]: the v2 query fix.
 
 pub mod ack;
