@@ -106,10 +106,13 @@ impl Connections {
             return;
         };
         *kill.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(sid.into());
+        // The first upgrade keeps it: a second one for the same session (engineioxide answers
+        // 101 before refusing it) must not hide the real one.
         self.upgraded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(sid.into(), *remote);
+            .entry(sid.into())
+            .or_insert(*remote);
     }
 
     /// Closes the WebSocket connection of the Engine.IO session `sid`: the one it upgraded on,

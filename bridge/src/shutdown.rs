@@ -10,33 +10,60 @@ use socketioxide::ProtocolVersion;
 /// Resolves at the first SIGTERM or SIGINT; from then on a second one ends the process at once
 /// (exit code 1), without the drain.
 pub async fn signal() {
-    next_signal().await;
+    // Listened to once for both signals: a second signal between two registrations would be lost.
+    let mut signals = Signals::new();
+    signals.next().await;
     tracing::info!("shutdown requested: draining (a second signal stops at once)");
-    tokio::spawn(async {
-        next_signal().await;
+    tokio::spawn(async move {
+        signals.next().await;
         tracing::warn!("second signal: stopping at once, without the drain");
         std::process::exit(1);
     });
 }
 
-async fn next_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and SIGINT, each listened to for the life of the process.
+struct Signals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next SIGTERM or SIGINT.
+    #[cfg(unix)]
+    async fn next(&mut self) {
+        async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = recv(self.terminate.as_mut()) => {}
+            () = recv(self.interrupt.as_mut()) => {}
+        }
+    }
+
+    /// The next Ctrl-C.
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+    async fn next(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -47,9 +74,9 @@ async fn next_signal() {
 pub struct Stopping {
     draining: AtomicBool,
     closed: AtomicBool,
-    /// Polling sessions the drain closed: their next poll is answered with a close packet.
-    /// Filled during the drain only, at most one entry per session the node held.
-    closed_polling: Mutex<HashMap<Box<str>, ProtocolVersion>>,
+    /// Sessions the hand-over closed (the protocol of polling ones, whose next poll is answered
+    /// with a close packet). Filled during the drain only, one entry per session the node held.
+    handed_over: Mutex<HashMap<Box<str>, Option<ProtocolVersion>>>,
 }
 
 impl Stopping {
@@ -74,23 +101,34 @@ impl Stopping {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Records a polling session the drain closed.
-    pub fn closed_polling(&self, sid: &str, protocol: ProtocolVersion) {
-        self.closed_polling
+    /// Records a session the hand-over is closing; `polling` gives a polling session's protocol.
+    pub fn hand_over(&self, sid: &str, polling: Option<ProtocolVersion>) {
+        self.handed_over
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(sid.into(), protocol);
+            .insert(sid.into(), polling);
     }
 
-    /// The protocol of `sid` if the drain closed it as a polling session.
-    pub fn closed_session(&self, sid: &str) -> Option<ProtocolVersion> {
+    /// Whether the hand-over closed the session `sid`.
+    pub fn was_handed_over(&self, sid: &str) -> bool {
+        self.is_draining()
+            && self
+                .handed_over
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(sid)
+    }
+
+    /// The protocol of `sid` if the hand-over closed it as a polling session.
+    pub fn closed_polling(&self, sid: &str) -> Option<ProtocolVersion> {
         if !self.is_draining() {
             return None;
         }
-        self.closed_polling
+        self.handed_over
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(sid)
             .copied()
+            .flatten()
     }
 }

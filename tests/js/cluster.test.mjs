@@ -275,8 +275,15 @@ test("postgres: eight namespaces all cross nodes over one listening connection p
   const c = await twoNodes("postgres");
   try {
     const names = Array.from({ length: 8 }, (_, i) => `/n${i + 1}`);
-    for (const name of names) await c.a.createNamespace({ name, auth });
     const key = await c.a.createKey(names);
+    for (const name of names) {
+      await c.a.createNamespace({ name, auth });
+      // The 201 means node A serves it, its adapter subscribed: an emit at once is no 404.
+      const res = await c.a.v1("POST", "/v1/emit", key, { namespace: name, event: "first", data: 1 });
+      assert.equal(res.status, 200, `${name} right after its creation: ${JSON.stringify(res.body)}`);
+    }
+    // A reaches it at once (read-your-writes, adapter included); B by its catalog poll, within 1 s.
+    await until(async () => (await c.b.v1("GET", `/v1/rooms?namespace=${names[7]}`, key)).status === 200, 1500, "the key and namespaces known to B");
     const token = await hsToken(SECRET, { sub: "many" });
     const connectedTo = async (node, name) => {
       let socket = null;

@@ -66,6 +66,7 @@ test("SIGTERM hands every client over: v2 and v4, WebSocket and polling, reconne
     const before = await allConnected(d, clients, 5000);
     const moving = clients.filter((c) => before.get(c.id()) === "bridge-1");
     const oldIds = new Set(moving.map((c) => c.id()));
+    const wsIds = new Set(moving.filter((c) => c.kind.transports?.[0] !== "polling").map((c) => c.id()));
     const node1 = d.node(0);
 
     const started = Date.now();
@@ -97,6 +98,8 @@ test("SIGTERM hands every client over: v2 and v4, WebSocket and polling, reconne
         c.reasons.every((r) => r === "transport close" || r === "transport error"),
         `${kindName(c.kind)} saw ${c.reasons}: never "io server disconnect"`,
       );
+      // A polling-only client's next poll is answered with an Engine.IO close packet.
+      if (c.kind.transports?.[0] === "polling") assert.deepEqual(c.reasons, ["transport close"], kindName(c.kind));
     }
     // Those of bridge-2 never noticed.
     for (const c of clients.filter((c) => before.get(c.id()) === "bridge-2")) assert.equal(c.connects, 1);
@@ -109,9 +112,14 @@ test("SIGTERM hands every client over: v2 and v4, WebSocket and polling, reconne
 
     // The webhooks were told why: the node stopped.
     await d.receiver.waitFor(() => d.receiver.events("disconnect").filter((b) => oldIds.has(b.json.socket.id)).length === moving.length, 5000);
-    for (const body of d.receiver.events("disconnect").filter((b) => oldIds.has(b.json.socket.id))) {
-      assert.equal(body.json.reason, "server shutting down");
-    }
+    const gone = d.receiver.events("disconnect").filter((b) => oldIds.has(b.json.socket.id));
+    for (const body of gone) assert.equal(body.json.reason, "server shutting down");
+    // WebSockets closed one after another over the window, not all at once: with n of them the
+    // last goes (n-1)/n of the window after the first.
+    const wsTimes = gone.filter((b) => wsIds.has(b.json.socket.id)).map((b) => b.at);
+    const spread = Math.max(...wsTimes) - Math.min(...wsTimes);
+    const expected = (DRAIN_MS * (wsTimes.length - 1)) / wsTimes.length;
+    assert.ok(wsTimes.length >= 2 && spread >= expected - 500, `${wsTimes.length} WebSockets closed over ${spread} ms`);
     const leaves = d.receiver.events("leave").filter((b) => oldIds.has(b.json.socket.id));
     assert.equal(leaves.length, moving.length, "a $leave of lobby per socket of the stopped node");
     assert.ok(leaves.every((b) => b.json.reason === "server shutting down"));
@@ -181,7 +189,7 @@ test("a second SIGTERM during the drain stops the node at once (exit 1)", async 
   const env = await setup({ env: { BRIDGE_DRAIN: "60s" } });
   const sockets = [];
   try {
-    // Two WebSockets: the second is closed only at the end of the 60 s window.
+    // Two WebSockets: the second is closed only half-way through the 60 s window.
     for (let i = 0; i < 2; i++) sockets.push(await connected("v4", env.url, { transports: ["websocket"] }));
     process.kill(env.bridge.pid, "SIGTERM");
     await until(async () => (await fetch(`${env.bridge.url}/readyz`)).status === 503, 2000, "draining");

@@ -278,7 +278,7 @@ async fn on_disconnect<A: Adapter>(
     if session.was_counted() {
         gateway.counters.disconnected(session.namespace());
     }
-    let reason = disconnect_reason(&gateway, &reason);
+    let reason = disconnect_reason(&gateway, &socket, &reason);
     gateway
         .rooms
         .disconnect(&gateway, &socket, &session, &reason);
@@ -305,16 +305,15 @@ async fn on_disconnect<A: Adapter>(
     );
 }
 
-/// The reason webhooks are told: a transport closed while the node stops was closed by the
-/// hand-over (whatever socketioxide saw), so it says the node is stopping.
-fn disconnect_reason<A: Adapter>(gateway: &Gateway<A>, reason: &DisconnectReason) -> String {
-    let by_transport = matches!(
-        reason,
-        DisconnectReason::TransportClose
-            | DisconnectReason::TransportError
-            | DisconnectReason::ClosingServer
-    );
-    if by_transport && gateway.stopping.is_draining() {
+/// The reason webhooks are told: a socket the hand-over closed says the node is stopping
+/// (whatever socketioxide saw: a transport closed or failed, or a last-resort disconnect).
+fn disconnect_reason<A: Adapter>(
+    gateway: &Gateway<A>,
+    socket: &SocketRef<A>,
+    reason: &DisconnectReason,
+) -> String {
+    let by_client = matches!(reason, DisconnectReason::ClientNSDisconnect);
+    if !by_client && gateway.stopping.was_handed_over(socket.id.as_str()) {
         STOPPING_REASON.to_owned()
     } else {
         reason.to_string()

@@ -10,7 +10,9 @@
 //!   (the official clients take one as final and stop reconnecting): polling sessions first, all
 //!   at once (their next request would otherwise reach another node once a load balancer marks
 //!   this one down), then WebSockets one after another over the drain window, so that the other
-//!   nodes see a ramp rather than a storm.
+//!   nodes see a ramp rather than a storm. While it drains, sessions do not upgrade to WebSocket.
+//!   A socket whose transport cannot be closed in time is disconnected with a DISCONNECT packet
+//!   at the end, so that its webhooks are still told.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -58,7 +60,7 @@ pub async fn route_sessions(
     req: Request,
     next: Next,
 ) -> Response {
-    if !req.uri().path().starts_with("/socket.io/") {
+    if !is_engine_path(req.uri().path()) {
         return next.run(req).await;
     }
     let Some(sid) = query_value(req.uri().query(), "sid").map(str::to_owned) else {
@@ -67,10 +69,19 @@ pub async fn route_sessions(
         }
         return next.run(req).await;
     };
-    if req.method() == Method::GET
-        && let Some(protocol) = handover.stopping.closed_session(&sid)
-    {
-        return close_packet(protocol);
+    if let Some(protocol) = handover.stopping.closed_polling(&sid) {
+        // A poll learns that its session is closed; data sent after the close is refused as
+        // such (410), not as a session this node never held (404, which a balancer retries).
+        return if req.method() == Method::GET {
+            close_packet(protocol)
+        } else {
+            StatusCode::GONE.into_response()
+        };
+    }
+    if handover.stopping.is_draining() && is_upgrade(&req) {
+        // A session does not move to a WebSocket the drain would have to find again; its client
+        // stays on polling until the hand-over closes it.
+        return bad_request();
     }
     let upgrade = is_upgrade(&req).then(|| {
         req.extensions()
@@ -88,6 +99,21 @@ pub async fn route_sessions(
         StatusCode::BAD_REQUEST => not_here(response).await,
         _ => response,
     }
+}
+
+/// Whether `path` is socketioxide's (engineioxide takes `/socket.io` and anything below it).
+fn is_engine_path(path: &str) -> bool {
+    path == "/socket.io" || path.starts_with("/socket.io/")
+}
+
+/// engineioxide's own answer to a request it cannot take.
+fn bad_request() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"code":"3","message":"Bad request"}"#,
+    )
+        .into_response()
 }
 
 /// The value of `name` in a query string (Engine.IO ids need no decoding).
@@ -160,12 +186,13 @@ impl<A: Adapter> Gateway<A> {
         for session in &polling {
             self.close_polling(session, router).await;
         }
+        // Listed again: a session that finished its upgrade meanwhile is a WebSocket now.
+        let (_, websockets) = self.client_sessions();
         let start = Instant::now();
         let count = u32::try_from(websockets.len()).unwrap_or(u32::MAX);
         for (i, session) in (0..count).zip(&websockets) {
             tokio::time::sleep_until(start + window / count * i).await;
-            self.connections
-                .close_session(&session.sid, session.websocket_handshake);
+            self.close_websocket(session);
         }
         self.settle(router).await;
     }
@@ -181,19 +208,51 @@ impl<A: Adapter> Gateway<A> {
                 return;
             }
             if Instant::now() >= deadline {
-                tracing::warn!(
-                    left = polling.len() + websockets.len(),
-                    "sockets still open after the drain"
-                );
+                self.disconnect_stragglers(polling.iter().chain(&websockets))
+                    .await;
                 return;
             }
             for session in &polling {
                 self.close_polling(session, router).await;
             }
             for session in &websockets {
-                self.connections
-                    .close_session(&session.sid, session.websocket_handshake);
+                self.close_websocket(session);
             }
+        }
+    }
+
+    /// Sockets whose transport could not be closed are disconnected the Socket.IO way, so that
+    /// their `$disconnect` and room deliveries still go out (socketioxide's `close` would run no
+    /// disconnect handler); their clients take it as final, which is why it is the last resort.
+    async fn disconnect_stragglers<'a>(&self, left: impl Iterator<Item = &'a ClientSession>) {
+        let sids: Vec<&str> = left.map(|s| s.sid.as_str()).collect();
+        tracing::warn!(
+            ?sids,
+            "sockets still open after the drain; disconnecting them"
+        );
+        for sid in &sids {
+            self.stopping.hand_over(sid, None);
+        }
+        let names: Vec<String> = self
+            .registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        for name in names {
+            super::disconnect_all(&self.io, &name).await;
+        }
+    }
+
+    /// Closes a WebSocket session's connection.
+    fn close_websocket(&self, session: &ClientSession) {
+        self.stopping.hand_over(&session.sid, None);
+        if !self
+            .connections
+            .close_session(&session.sid, session.websocket_handshake)
+        {
+            tracing::debug!(sid = %session.sid, "no open connection for this WebSocket session");
         }
     }
 
@@ -230,6 +289,10 @@ impl<A: Adapter> Gateway<A> {
     /// Ends a polling session as its client's Engine.IO close packet would (engineioxide runs
     /// the disconnect handlers at once); its next poll is answered with a close packet.
     async fn close_polling(&self, session: &ClientSession, router: &Router) {
+        // Recorded first, so that its disconnect reason says why; the POST itself passes
+        // `route_sessions` (only GETs of a closed session get the close packet).
+        self.stopping
+            .hand_over(&session.sid, Some(session.protocol));
         let (eio, packet) = match session.protocol {
             ProtocolVersion::V4 => ("3", "1:1"),
             _ => ("4", "1"),
@@ -246,10 +309,9 @@ impl<A: Adapter> Gateway<A> {
         // The session's own pending poll is answered by engineioxide; this only closes it.
         let Ok(response) = router.clone().oneshot(request).await;
         if !response.status().is_success() {
-            tracing::debug!(sid = %session.sid, status = %response.status(), "polling session already gone");
+            // Gone, or upgraded meanwhile (a 400): the WebSocket phase closes it then.
+            tracing::debug!(sid = %session.sid, status = %response.status(), "polling session not closed");
         }
-        // Recorded once closed: before, this very request would be answered by `route_sessions`.
-        self.stopping.closed_polling(&session.sid, session.protocol);
     }
 }
 

@@ -36,6 +36,8 @@ use socketioxide_core::adapter::Spawnable;
 const WS_READ_BUFFER: usize = 1024;
 /// Most attachments one binary packet may announce (socketioxide's default is 10,000).
 const MAX_ATTACHMENTS: usize = 256;
+/// Longest a catalog version waits for its new namespaces' adapters before counting as applied.
+const SERVE_PATIENCE: Duration = Duration::from_secs(3);
 /// Time a binary packet's attachments have to arrive; socketioxide checks it when the next
 /// attachment arrives, so an idle client holds at most `BRIDGE_MAX_PAYLOAD` until it goes.
 const ATTACHMENTS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -198,24 +200,52 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
         (layer, gateway)
     }
 
-    /// Keeps the registered namespaces equal to the catalog's, now and on every change.
+    /// Keeps the registered namespaces equal to the catalog's, now and on every change; a
+    /// version counts as applied once its new namespaces are served (see [`Gateway::served`]).
     fn sync_namespaces(self: &Arc<Self>) {
         let mut rx = self.catalog.subscribe();
         let gateway = Arc::downgrade(self);
         let first = rx.borrow_and_update().clone();
-        self.apply_catalog(&first);
+        let mut pending = Some((first.version, self.apply_catalog(&first)));
         tokio::spawn(async move {
-            while rx.changed().await.is_ok() {
+            loop {
+                if let Some((version, added)) = pending.take() {
+                    let Some(gateway) = gateway.upgrade() else {
+                        return;
+                    };
+                    gateway.served(&added).await;
+                    gateway.applied.send_replace(version);
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
                 let Some(gateway) = gateway.upgrade() else {
                     return;
                 };
                 let data = rx.borrow_and_update().clone();
-                gateway.apply_catalog(&data);
+                pending = Some((data.version, gateway.apply_catalog(&data)));
             }
         });
     }
 
-    fn apply_catalog(self: &Arc<Self>, data: &CatalogData) {
+    /// Waits (at most [`SERVE_PATIENCE`]) until socketioxide serves every namespace of `names`:
+    /// with an adapter it adds a namespace only once the adapter's asynchronous init succeeded,
+    /// and until then a client gets `Invalid namespace` and the emit API a 404.
+    async fn served(&self, names: &[String]) {
+        let deadline = tokio::time::Instant::now() + SERVE_PATIENCE;
+        for name in names {
+            while self.io.of(name.as_str()).is_none() {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(namespace = %name, "namespace not served yet (its adapter has not subscribed)");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    /// Registers and removes namespaces to match `data`; returns the ones registered.
+    fn apply_catalog(self: &Arc<Self>, data: &CatalogData) -> Vec<String> {
         let live_hooks = data
             .namespaces
             .values()
@@ -229,7 +259,8 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        for name in names.difference(&registered) {
+        let added: Vec<String> = names.difference(&registered).cloned().collect();
+        for name in &added {
             self.register(name);
         }
         for name in registered.difference(names).filter(|n| *n != "/") {
@@ -243,7 +274,7 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
         if had_root && !has_root {
             self.disconnect_root();
         }
-        self.applied.send_replace(data.version);
+        added
     }
 
     /// Tells the catalog version whose namespaces this node serves, each time it changes.
