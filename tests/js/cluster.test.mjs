@@ -4,9 +4,6 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { connect as tcpConnect } from "node:net";
-import { once } from "node:events";
 import {
   startBridge,
   startReceiver,
@@ -18,45 +15,11 @@ import {
   until,
   sleep,
   metric,
-  freePort,
 } from "./harness.mjs";
+import { ownRedis } from "./deployment.mjs";
 
 const SECRET = "cluster-secret";
 const auth = { mode: "jwt", algorithm: "HS256", secret: SECRET, timeout_ms: 5000 };
-
-/** Whether something accepts TCP connections on `port`. */
-function accepts(port) {
-  return new Promise((resolve) => {
-    const socket = tcpConnect(port, "127.0.0.1");
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-}
-
-/** A redis-server of this test's own on a free port, stopped (SIGKILL) and started again at will. */
-async function ownRedis() {
-  const port = await freePort();
-  let child = null;
-  const redis = {
-    url: `redis://127.0.0.1:${port}`,
-    async start() {
-      child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-        stdio: "ignore",
-      });
-      await until(() => accepts(port), 5000, `redis-server on ${port}`);
-    },
-    async kill() {
-      if (!child || child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGKILL");
-      await once(child, "exit");
-    },
-  };
-  await redis.start();
-  return redis;
-}
 
 /** Two nodes on one store; `/chat` (JWT) created on A, an API key, and a webhook receiver. */
 async function twoNodes(adapter) {

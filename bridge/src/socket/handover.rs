@@ -233,16 +233,15 @@ impl<A: Adapter> Gateway<A> {
         for sid in &sids {
             self.stopping.hand_over(sid, None);
         }
-        let names: Vec<String> = self
-            .registered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        for name in names {
+        for name in self.registered_names() {
             super::disconnect_all(&self.io, &name).await;
         }
+    }
+
+    /// The namespaces registered now.
+    fn registered_names(&self) -> Vec<String> {
+        let registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        registered.iter().cloned().collect()
     }
 
     /// Closes a WebSocket session's connection.
@@ -259,13 +258,7 @@ impl<A: Adapter> Gateway<A> {
     /// This node's client sessions (one per Engine.IO connection, whatever its namespaces):
     /// polling ones, then WebSocket ones.
     fn client_sessions(&self) -> (Vec<ClientSession>, Vec<ClientSession>) {
-        let names: Vec<String> = self
-            .registered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+        let names = self.registered_names();
         let mut seen = HashSet::new();
         let (mut polling, mut websockets) = (Vec::new(), Vec::new());
         for name in names {
