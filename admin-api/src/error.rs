@@ -59,6 +59,10 @@ pub enum ApiError {
     /// This node is stopping: its sockets are gone, so it can reach none of them.
     #[error("this node is shutting down; retry on another node")]
     ShuttingDown,
+    /// This node is stopping and takes no new Engine.IO session (its clients are being handed
+    /// over to the other nodes).
+    #[error("this node is stopping; connect to another node")]
+    Draining,
 }
 
 impl ApiError {
@@ -90,6 +94,7 @@ impl ApiError {
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::AdapterUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "adapter_unavailable"),
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
         }
     }
 }
@@ -131,7 +136,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status_and_code().0;
         let mut response = (status, Json(self.body())).into_response();
-        if let Self::RateLimited(secs) = self {
+        let retry_after = match self {
+            Self::RateLimited(secs) => Some(secs),
+            Self::Draining => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -38,13 +38,12 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(ready): State<Readiness>) -> (StatusCode, Json<Value>) {
     let node = ready.cluster.node_id.to_string();
     if ready.stopping.is_draining() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "draining",
-                "node": node,
-                "error": {"code": "draining", "message": "this node is stopping"},
-            })),
+        // Expected while stopping: no warning per probe.
+        return unready(
+            &node,
+            "draining",
+            "draining",
+            "this node is stopping".into(),
         );
     }
     if let Err(reason) = ready.cluster.health.check() {
@@ -62,12 +61,17 @@ pub async fn readyz(State(ready): State<Readiness>) -> (StatusCode, Json<Value>)
 
 fn not_ready(node: &str, code: &str, reason: String) -> (StatusCode, Json<Value>) {
     tracing::warn!(%reason, "not ready");
+    unready(node, "unavailable", code, reason)
+}
+
+/// A 503 of `/readyz`: its status, and the error's code and message.
+fn unready(node: &str, status: &str, code: &str, message: String) -> (StatusCode, Json<Value>) {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({
-            "status": "unavailable",
+            "status": status,
             "node": node,
-            "error": {"code": code, "message": reason},
+            "error": {"code": code, "message": message},
         })),
     )
 }

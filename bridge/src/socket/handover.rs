@@ -19,13 +19,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use admin_api::ApiError;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::{ProtocolVersion, TransportType};
@@ -65,7 +65,7 @@ pub async fn route_sessions(
     }
     let Some(sid) = query_value(req.uri().query(), "sid").map(str::to_owned) else {
         if handover.stopping.is_draining() {
-            return refuse_new_session();
+            return ApiError::Draining.into_response();
         }
         return next.run(req).await;
     };
@@ -78,12 +78,13 @@ pub async fn route_sessions(
             StatusCode::GONE.into_response()
         };
     }
-    if handover.stopping.is_draining() && is_upgrade(&req) {
+    let upgrade = is_upgrade(&req);
+    if upgrade && handover.stopping.is_draining() {
         // A session does not move to a WebSocket the drain would have to find again; its client
         // stays on polling until the hand-over closes it.
         return bad_request();
     }
-    let upgrade = is_upgrade(&req).then(|| {
+    let upgrade = upgrade.then(|| {
         req.extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0)
@@ -122,18 +123,6 @@ fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
         .split('&')
         .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
         .filter(|value| !value.is_empty())
-}
-
-fn refuse_new_session() -> Response {
-    let body = json!({"error": {
-        "code": "draining",
-        "message": "this node is stopping; connect to another node",
-    }});
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }
 
 /// engineioxide's 400 for an unknown session becomes a 404 (same body); other 400s pass.
@@ -176,18 +165,18 @@ impl<A: Adapter> Gateway<A> {
     /// `router` is the public router, through which polling sessions are closed as if their
     /// client had sent an Engine.IO close packet.
     pub async fn hand_over(&self, window: Duration, router: &Router) {
-        let (polling, websockets) = self.client_sessions();
+        let (polling, _) = self.client_sessions();
+        for session in &polling {
+            self.close_polling(session, router).await;
+        }
+        // Listed after: a session that finished its upgrade meanwhile is a WebSocket now.
+        let (_, websockets) = self.client_sessions();
         tracing::info!(
             polling = polling.len(),
             websockets = websockets.len(),
             window_ms = window.as_millis(),
             "handing clients over to the other nodes"
         );
-        for session in &polling {
-            self.close_polling(session, router).await;
-        }
-        // Listed again: a session that finished its upgrade meanwhile is a WebSocket now.
-        let (_, websockets) = self.client_sessions();
         let start = Instant::now();
         let count = u32::try_from(websockets.len()).unwrap_or(u32::MAX);
         for (i, session) in (0..count).zip(&websockets) {
