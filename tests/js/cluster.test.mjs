@@ -16,7 +16,7 @@ import {
   sleep,
   metric,
 } from "./harness.mjs";
-import { ownRedis } from "./deployment.mjs";
+import { ownRedis, ready } from "./deployment.mjs";
 
 const SECRET = "cluster-secret";
 const auth = { mode: "jwt", algorithm: "HS256", secret: SECRET, timeout_ms: 5000 };
@@ -188,12 +188,6 @@ for (const adapter of ["redis", "postgres"]) {
   });
 }
 
-/** `/readyz` of `node`: its status code and body. */
-async function readyz(node) {
-  const res = await fetch(`${node.url}/readyz`);
-  return { status: res.status, body: await res.json() };
-}
-
 test("redis: a node survives a Redis outage, says so on /readyz, refuses cluster emits, and rejoins", async () => {
   const c = await twoNodes("redis");
   try {
@@ -206,7 +200,7 @@ test("redis: a node survives a Redis outage, says so on /readyz, refuses cluster
 
     await c.redis.kill();
     const down = await until(async () => {
-      const r = await readyz(c.a);
+      const r = await ready(c.a);
       return r.status === 503 && r;
     }, 5000, "A reports the outage");
     assert.equal(down.body.error.code, "adapter_unavailable");
@@ -223,7 +217,7 @@ test("redis: a node survives a Redis outage, says so on /readyz, refuses cluster
     await c.receiver.waitFor((r) => r.some((d) => d.json?.event === "hello" && d.json.socket.node === "node-a"));
 
     await c.redis.start();
-    await until(async () => (await readyz(c.a)).status === 200 && (await readyz(c.b)).status === 200, 10000, "both nodes ready again");
+    await until(async () => (await ready(c.a)).status === 200 && (await ready(c.b)).status === 200, 10000, "both nodes ready again");
     await deliver(c.a, key, clients, ["bob"], { event: "after", users: ["bob"] });
     await deliver(c.b, key, clients, ["alice"], { event: "after-b", users: ["alice"] });
     const stats = await c.a.admin("GET", "/admin/stats");
@@ -272,7 +266,7 @@ test("postgres: eight namespaces all cross nodes over one listening connection p
         socket.close();
       }
     }
-    assert.equal((await readyz(c.b)).status, 200);
+    assert.equal((await ready(c.b)).status, 200);
     // One LISTEN connection for every namespace and the room notices, at most four for NOTIFY:
     // a connection per namespace would be nine listeners or more.
     const adapterConnections = Number(
@@ -301,7 +295,7 @@ test("postgres: the adapter's connections killed with pg_terminate_backend come 
     );
     assert.ok(Number(killed) >= 1, `killed ${killed}`);
     const down = await until(async () => {
-      const r = await readyz(c.b);
+      const r = await ready(c.b);
       return r.status === 503 && r;
     }, 5000, "B reports the lost adapter connection");
     assert.equal(down.body.error.code, "adapter_unavailable");
@@ -309,7 +303,7 @@ test("postgres: the adapter's connections killed with pg_terminate_backend come 
     assert.ok(clients.bob.socket.connected, "B keeps its sockets");
 
     psql(`ALTER DATABASE ${c.db.name} ALLOW_CONNECTIONS true`);
-    await until(async () => (await readyz(c.b)).status === 200, 10000, "B ready again");
+    await until(async () => (await ready(c.b)).status === 200, 10000, "B ready again");
     await deliver(c.a, key, clients, ["bob"], { event: "after", users: ["bob"] });
     await deliver(c.b, key, clients, ["alice"], { event: "after-b", users: ["alice"] });
     const stats = await c.b.admin("GET", "/admin/stats");

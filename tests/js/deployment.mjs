@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { once } from "node:events";
 import { io as ioV4 } from "socket.io-client";
 import ioV2 from "socket.io-client-v2";
-import { startBridge, startReceiver, freshPostgres, freePort, until, sleep, psql } from "./harness.mjs";
+import { startBridge, startReceiver, freshPostgres, freePort, until, sleep, psql, callApi } from "./harness.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const NGINX_BIN = process.env.NGINX_BIN ?? "/usr/sbin/nginx";
@@ -161,19 +161,7 @@ export async function deployment({ adapter = "redis", env = {}, hooks = () => []
       await until(async () => (await ready(slots[i].bridge)).status === 200, 15000, `${slots[i].id} ready`);
     },
     /** Calls the emit API through nginx. */
-    async v1(method, path, body) {
-      const res = await fetch(`${nginx.url}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await res.text();
-      let json = null;
-      try {
-        json = JSON.parse(text);
-      } catch {}
-      return { status: res.status, body: json };
-    },
+    v1: (method, path, body) => callApi(nginx.url, method, path, key, body),
     /** Which node holds each socket id of `/chat` (asked through nginx). */
     async where() {
       const nodes = new Map();

@@ -100,21 +100,7 @@ export async function startBridge(env = {}) {
       return res.body.key;
     },
     /** Calls the emit API; `body` is JSON unless `raw` gives a string and content type. */
-    async v1(method, path, key, body, { raw, contentType = "application/json" } = {}) {
-      const headers = { "content-type": contentType };
-      if (key) headers.authorization = `Bearer ${key}`;
-      const res = await fetch(`${bridge.url}${path}`, {
-        method,
-        headers,
-        body: raw ?? (body === undefined ? undefined : JSON.stringify(body)),
-      });
-      const text = await res.text();
-      let json = null;
-      try {
-        json = JSON.parse(text);
-      } catch {}
-      return { status: res.status, body: json, headers: res.headers };
-    },
+    v1: (method, path, key, body, opts) => callApi(bridge.url, method, path, key, body, opts),
     async createWebhook(namespaceId, body) {
       const res = await bridge.admin("POST", `/admin/namespaces/${namespaceId}/webhooks`, body);
       if (res.status !== 201) throw new Error(`webhook: ${res.status} ${JSON.stringify(res.body)}`);
@@ -122,6 +108,26 @@ export async function startBridge(env = {}) {
     },
   };
   return bridge;
+}
+
+/**
+ * Calls the emit API at `baseUrl` (a bridge, or a load balancer in front of several); `body` is
+ * JSON unless `raw` gives a string and content type. Resolves with `{status, body, headers}`.
+ */
+export async function callApi(baseUrl, method, path, key, body, { raw, contentType = "application/json" } = {}) {
+  const headers = { "content-type": contentType };
+  if (key) headers.authorization = `Bearer ${key}`;
+  const res = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers,
+    body: raw ?? (body === undefined ? undefined : JSON.stringify(body)),
+  });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {}
+  return { status: res.status, body: json, headers: res.headers };
 }
 
 /**
