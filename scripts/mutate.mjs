@@ -1,0 +1,173 @@
+// Mutation checks: applies each deliberate break of tests/mutations/*.md to a scratch copy of the
+// repo, builds it, and runs the tests until one fails. A break no test catches "survived": the
+// suite has a hole there. Run through scripts/mutate (which sets up the test services first).
+//
+// Usage: scripts/mutate [--check] [--list] [--full] [name-regex ...]
+//   --check  only validate the catalogue (each find text occurs exactly once); no build
+//   --list   print the breaks' names
+//   --full   skip the "caught by" shortcut: Rust tests, then every JS file, in order
+// Exit status: 0 when every selected break was caught, 1 otherwise.
+
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync, readdirSync, mkdirSync, existsSync, symlinkSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const catalogueDir = join(root, "tests", "mutations");
+const work = join(root, "target", "mutate");
+const tree = join(work, "tree");
+const targetDir = join(work, "target");
+const logs = join(work, "logs");
+
+/** Parses one catalogue file into breaks: `## name`, `- file:`, `- caught by:`, find/replace blocks. */
+export function parseCatalogue(text, source) {
+  const breaks = [];
+  for (const section of text.split(/^## /m).slice(1)) {
+    const name = section.split("\n", 1)[0].trim();
+    const field = (key) => section.match(new RegExp(`^- ${key}:\\s*(.+)$`, "m"))?.[1].trim();
+    const block = (kind) => section.match(new RegExp("^```" + kind + "\\n([\\s\\S]*?)^```\\s*$", "m"))?.[1];
+    const file = field("file")?.replace(/`/g, "");
+    const caughtBy = field("caught by");
+    const find = block("find");
+    const replace = block("replace") ?? "";
+    const problems = [];
+    if (!/^[a-z0-9-]+$/.test(name)) problems.push("name must be kebab-case");
+    if (!file) problems.push("no `- file:`");
+    if (!caughtBy || !/^(js|rust) \S/.test(caughtBy)) problems.push("no `- caught by: js <file> [pattern]` or `rust <args>`");
+    if (find === undefined) problems.push("no ```find block");
+    breaks.push({ name, source, file, caughtBy, find: find?.replace(/\n$/, ""), replace: replace.replace(/\n$/, ""), problems });
+  }
+  return breaks;
+}
+
+function catalogue() {
+  const files = readdirSync(catalogueDir).filter((f) => f.endsWith(".md") && f !== "README.md").sort();
+  const breaks = files.flatMap((f) => parseCatalogue(readFileSync(join(catalogueDir, f), "utf8"), f));
+  const seen = new Set();
+  for (const b of breaks) {
+    if (seen.has(b.name)) b.problems.push("name used twice");
+    seen.add(b.name);
+    if (b.problems.length || !b.file) continue;
+    const path = join(root, b.file);
+    if (!existsSync(path)) { b.problems.push(`${b.file} does not exist`); continue; }
+    const count = readFileSync(path, "utf8").split(b.find).length - 1;
+    if (count !== 1) b.problems.push(`find text occurs ${count} times in ${b.file} (must be once)`);
+  }
+  return breaks;
+}
+
+/** Runs a command in the scratch tree; the output goes to `log`. Returns whether it exited 0. */
+function run(log, cmd, args, cwd = tree) {
+  writeFileSync(log, `$ ${cmd} ${args.join(" ")}\n`, { flag: "a" });
+  const result = spawnSync(cmd, args, {
+    cwd,
+    env: { ...process.env, CARGO_TARGET_DIR: targetDir, BRIDGE_BIN: join(targetDir, "debug", "bridge") },
+    stdio: ["ignore", "pipe", "pipe"],
+    maxBuffer: 1 << 30,
+    timeout: 20 * 60 * 1000,
+  });
+  writeFileSync(log, `${result.stdout ?? ""}${result.stderr ?? ""}\nexit ${result.status ?? result.signal}\n`, { flag: "a" });
+  return result.status === 0;
+}
+
+const jsFiles = () => readdirSync(join(tree, "tests", "js")).filter((f) => f.endsWith(".test.mjs")).sort();
+const nodeTest = (file, pattern) => [
+  "--test", "--test-concurrency=1", "--test-timeout=120000",
+  ...(pattern ? ["--test-name-pattern", pattern] : []),
+  file,
+];
+
+/** One test target: what `caught by` names, or a step of the full order. */
+function target(spec) {
+  const [kind, ...rest] = spec.split(/\s+/);
+  if (kind === "rust") return { label: spec, cmd: "cargo", args: ["test", ...rest], cwd: tree };
+  const [file, ...pattern] = rest;
+  return { label: spec, cmd: "node", args: nodeTest(file, pattern.join(" ")), cwd: join(tree, "tests", "js") };
+}
+
+function fullOrder() {
+  return [
+    { label: "rust (cargo test --workspace)", cmd: "cargo", args: ["test", "--workspace"], cwd: tree },
+    ...jsFiles().map((f) => ({ label: `js ${f}`, cmd: "node", args: nodeTest(f), cwd: join(tree, "tests", "js") })),
+  ];
+}
+
+/** Copies the working tree (tracked and untracked, not ignored) into the scratch tree. */
+function syncTree() {
+  mkdirSync(tree, { recursive: true });
+  const files = spawnSync("git", ["ls-files", "-co", "--exclude-standard"], { cwd: root, encoding: "utf8" }).stdout;
+  spawnSync("rsync", ["-a", "--delete", "--files-from=-", "./", `${tree}/`], { cwd: root, input: files, stdio: ["pipe", "inherit", "inherit"] });
+  const modules = join(tree, "tests", "js", "node_modules");
+  if (!existsSync(modules)) symlinkSync(join(root, "tests", "js", "node_modules"), modules);
+}
+
+function secondsSince(start) {
+  return `${Math.round((Date.now() - start) / 1000)}s`;
+}
+
+function main() {
+  const args = process.argv.slice(2);
+  const flags = new Set(args.filter((a) => a.startsWith("--")));
+  const filters = args.filter((a) => !a.startsWith("--")).map((a) => new RegExp(a));
+  const all = catalogue();
+  const selected = all.filter((b) => filters.length === 0 || filters.some((re) => re.test(b.name)));
+  const invalid = selected.filter((b) => b.problems.length);
+  for (const b of invalid) console.log(`INVALID  ${b.name} (${b.source}): ${b.problems.join("; ")}`);
+  if (flags.has("--list")) {
+    for (const b of selected) console.log(`${b.name}\t${b.file}\t${b.caughtBy}`);
+    return process.exit(invalid.length ? 1 : 0);
+  }
+  if (flags.has("--check")) {
+    console.log(`${selected.length - invalid.length} of ${selected.length} breaks apply cleanly`);
+    return process.exit(invalid.length ? 1 : 0);
+  }
+
+  mkdirSync(logs, { recursive: true });
+  syncTree();
+  const baseLog = join(logs, "_baseline.log");
+  writeFileSync(baseLog, "");
+  console.log(`scratch tree ${tree}; logs in ${logs}`);
+  if (!run(baseLog, "cargo", ["build", "-p", "bridge"])) {
+    console.log(`the unbroken tree does not build: see ${baseLog}`);
+    return process.exit(1);
+  }
+  const valid = selected.filter((b) => !b.problems.length);
+  // Each shortcut must pass on the unbroken build, or its failure would prove nothing.
+  const hintPasses = new Map();
+  for (const spec of flags.has("--full") ? [] : new Set(valid.map((b) => b.caughtBy))) {
+    const t = target(spec);
+    hintPasses.set(spec, run(baseLog, t.cmd, t.args, t.cwd));
+    if (!hintPasses.get(spec)) console.log(`note     "${spec}" fails without any break (see ${baseLog}); not used as a shortcut`);
+  }
+  const survived = [];
+  for (const b of valid) {
+    const start = Date.now();
+    const log = join(logs, `${b.name}.log`);
+    writeFileSync(log, `${b.name}: ${b.file}\n`);
+    const path = join(tree, b.file);
+    const pristine = readFileSync(path, "utf8");
+    writeFileSync(path, pristine.replace(b.find, () => b.replace));
+    try {
+      if (!run(log, "cargo", ["build", "-p", "bridge"])) {
+        console.log(`INVALID  ${b.name}: does not compile (${log})`);
+        survived.push(b.name);
+        continue;
+      }
+      const steps = flags.has("--full") || !hintPasses.get(b.caughtBy) ? fullOrder() : [target(b.caughtBy), ...fullOrder()];
+      const caught = steps.find((step) => !run(log, step.cmd, step.args, step.cwd));
+      if (caught) console.log(`caught   ${b.name} by ${caught.label} (${secondsSince(start)})`);
+      else {
+        console.log(`SURVIVED ${b.name}: no test failed (${secondsSince(start)}; ${log})`);
+        survived.push(b.name);
+      }
+    } finally {
+      writeFileSync(path, pristine);
+    }
+  }
+  const checked = selected.length - invalid.length;
+  console.log(`${checked - survived.length} of ${selected.length} breaks caught` + (survived.length || invalid.length ? `; not caught or invalid: ${[...invalid.map((b) => b.name), ...survived].join(", ")}` : ""));
+  process.exit(survived.length || invalid.length ? 1 : 0);
+}
+
+main();
