@@ -102,6 +102,20 @@ function syncTree() {
   if (!existsSync(modules)) symlinkSync(join(root, "tests", "js", "node_modules"), modules);
 }
 
+/**
+ * The first run starts the scratch target directory from the repo's own debug build: the
+ * dependencies' artifacts are reused as they are (their build does not depend on where the
+ * workspace sits), so only the workspace's own crates are compiled again.
+ */
+function seedTarget() {
+  const built = join(root, "target", "debug");
+  if (existsSync(targetDir) || !existsSync(join(built, "deps"))) return;
+  mkdirSync(join(targetDir, "debug"), { recursive: true });
+  for (const dir of ["deps", "build", ".fingerprint"]) {
+    spawnSync("cp", ["-a", join(built, dir), join(targetDir, "debug", dir)], { stdio: "inherit" });
+  }
+}
+
 function secondsSince(start) {
   return `${Math.round((Date.now() - start) / 1000)}s`;
 }
@@ -123,6 +137,7 @@ function main() {
     return process.exit(invalid.length ? 1 : 0);
   }
 
+  seedTarget();
   mkdirSync(logs, { recursive: true });
   syncTree();
   const baseLog = join(logs, "_baseline.log");

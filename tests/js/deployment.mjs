@@ -4,7 +4,7 @@
 // ports; nothing else of the nginx file is changed. Used by topology.test.mjs and faults.test.mjs.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { Agent } from "node:http";
 import { connect as tcpConnect } from "node:net";
 import { mkdtempSync, readFileSync, writeFileSync, chmodSync, existsSync } from "node:fs";
@@ -31,17 +31,34 @@ export function accepts(port) {
   });
 }
 
-/** A redis-server of the test's own on a free port, killed (SIGKILL) and started again at will. */
+/** The process id of the redis-server answering on `port`, or null when none answers. */
+function redisPid(port) {
+  try {
+    const info = execFileSync("redis-cli", ["-p", String(port), "info", "server"], { encoding: "utf8", timeout: 2000, stdio: ["ignore", "pipe", "ignore"] });
+    return Number(info.match(/^process_id:(\d+)/m)?.[1]) || null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A redis-server of the test's own on a free port, killed (SIGKILL) and started again at will.
+ * redis-server cannot listen on port 0, so a port is picked and the server that answers there is
+ * checked to be ours (its process id); another port is tried when one was taken meanwhile.
+ */
 export async function ownRedis() {
-  const port = await freePort();
   let child = null;
   const redis = {
-    url: `redis://127.0.0.1:${port}`,
+    url: null,
+    port: null,
+    /** Starts redis-server on `redis.port`; false when it could not listen there. */
     async start() {
-      child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+      child = spawn("redis-server", ["--port", String(redis.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
         stdio: "ignore",
       });
-      await until(() => accepts(port), 5000, `redis-server on ${port}`);
+      const started = child;
+      await until(() => started.exitCode !== null || started.signalCode !== null || redisPid(redis.port) === started.pid, 5000, `redis-server on ${redis.port}`);
+      return redisPid(redis.port) === started.pid;
     },
     async kill() {
       if (!child || child.exitCode !== null || child.signalCode !== null) return;
@@ -49,14 +66,28 @@ export async function ownRedis() {
       await once(child, "exit");
     },
   };
-  await redis.start();
-  return redis;
+  for (let attempt = 1; ; attempt++) {
+    redis.port = await freePort();
+    redis.url = `redis://127.0.0.1:${redis.port}`;
+    if (await redis.start()) return redis;
+    await redis.kill();
+    if (attempt === 5) throw new Error("redis-server found no free port in 5 tries");
+  }
 }
 
 /** deploy/nginx.conf with the compose host names replaced by `ports`, listening on a free port. */
 export async function startNginx(ports) {
   if (!existsSync(NGINX_BIN)) throw new Error(`${NGINX_BIN} is missing: apt-get install nginx (scripts/test installs it)`);
-  const port = await freePort();
+  // nginx cannot listen on port 0: a free port is picked, and another tried if it was taken meanwhile.
+  for (let attempt = 1; ; attempt++) {
+    const nginx = await nginxOn(await freePort(), ports);
+    if (nginx) return nginx;
+    if (attempt === 5) throw new Error("nginx found no free port in 5 tries");
+  }
+}
+
+/** nginx on `port` in front of `ports`, or null when it could not listen there. */
+async function nginxOn(port, ports) {
   const dir = mkdtempSync(join(tmpdir(), "bridge-nginx-"));
   chmodSync(dir, 0o777); // nginx's workers (nobody, when started as root) write their buffers here
   let site = readFileSync(join(root, "deploy", "nginx.conf"), "utf8");
@@ -94,7 +125,15 @@ http {
   });
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
-  await until(() => accepts(port), 5000, `nginx on ${port}: ${stderr}`);
+  // nginx writes its pid file once it listens: then the port is ours.
+  const pidFile = join(dir, "nginx.pid");
+  const listening = () => existsSync(pidFile) && Number(readFileSync(pidFile, "utf8")) === child.pid;
+  await until(() => child.exitCode !== null || listening(), 5000, `nginx on ${port}: ${stderr}`);
+  if (!listening()) {
+    if (child.exitCode === null) child.kill("SIGKILL");
+    if (!/Address already in use/.test(stderr)) throw new Error(`nginx did not start: ${stderr}`);
+    return null;
+  }
   return {
     url: `http://127.0.0.1:${port}`,
     /** The access log, one parsed line per request. */
@@ -133,13 +172,10 @@ export async function deployment({ adapter = "redis", env = {}, hooks = () => []
   };
   const slots = [];
   for (const id of ["bridge-1", "bridge-2"]) {
-    const env = {
-      ...common,
-      BRIDGE_NODE_ID: id,
-      BRIDGE_LISTEN: `127.0.0.1:${await freePort()}`,
-      BRIDGE_ADMIN_LISTEN: `127.0.0.1:${await freePort()}`,
-    };
-    slots.push({ id, env, bridge: await startBridge(env) });
+    // Each node takes ports from the kernel; a restart reuses them (compose keeps a container's port).
+    const bridge = await startBridge({ ...common, BRIDGE_NODE_ID: id, BRIDGE_LISTEN: "127.0.0.1:0", BRIDGE_ADMIN_LISTEN: "127.0.0.1:0" });
+    const env = { ...common, BRIDGE_NODE_ID: id, BRIDGE_LISTEN: new URL(bridge.url).host, BRIDGE_ADMIN_LISTEN: new URL(bridge.adminUrl).host };
+    slots.push({ id, env, bridge });
   }
   const receiver = await startReceiver(handler);
   const ns = await slots[0].bridge.createNamespace({ name: "/chat" });

@@ -217,9 +217,12 @@ export function psql(sql, database = "postgres") {
   return execFileSync("psql", [postgresUrl(database), "-qAtc", sql], { encoding: "utf8" });
 }
 
-/** A new, empty Postgres database (dropped by scripts/test before the next run); its URL. */
+/** The run's tag in database names: `BRIDGE_TEST_RUN` (scripts/test sets `<epoch>_<pid>`), else this process's own. */
+const RUN_TAG = process.env.BRIDGE_TEST_RUN ?? `${Math.floor(Date.now() / 1000)}_${process.pid}`;
+
+/** A new, empty Postgres database (scripts/test drops its run's databases when it ends); its name and URL. */
 export function freshPostgres() {
-  const name = `bridge_test_${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+  const name = `bridge_test_${RUN_TAG}_${Math.random().toString(36).slice(2, 12)}`;
   psql(`CREATE DATABASE ${name}`);
   return { name, url: postgresUrl(name) };
 }

@@ -17,9 +17,21 @@ pub fn postgres_server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// The run's tag in database names: `BRIDGE_TEST_RUN` (scripts/test sets `<epoch>_<pid>`), else this
+/// process's own, so that a run drops only its own databases and never another run's.
+fn run_tag() -> String {
+    std::env::var("BRIDGE_TEST_RUN").unwrap_or_else(|_| {
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("{epoch}_{}", std::process::id())
+    })
+}
+
 /// Creates an empty database and returns its URL.
 pub async fn fresh_database(engine: Engine) -> String {
-    let name = format!("bridge_test_{}", uuid::Uuid::new_v4().simple());
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let name = format!("bridge_test_{}_{}", run_tag(), &unique[..16]);
     match engine {
         Engine::Sqlite => {
             let path = std::env::temp_dir().join(format!("{name}.db"));
