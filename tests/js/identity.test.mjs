@@ -5,14 +5,16 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { once } from "node:events";
 import { generateKeyPair, exportJWK, SignJWT } from "jose";
-import { startBridge, connected, until, sleep } from "./harness.mjs";
+import { startBridge, connected, until } from "./harness.mjs";
 
 /** A JWKS provider on loopback whose key sets can be switched, or taken down, and its fetches counted. */
 async function provider() {
   const sets = new Map();
   const fetches = new Map();
+  let failing = false;
   const server = createServer((req, res) => {
     fetches.set(req.url, (fetches.get(req.url) ?? 0) + 1);
+    if (failing) return res.writeHead(503).end();
     const keys = sets.get(req.url);
     if (!keys) return res.writeHead(404).end();
     res.writeHead(200, { "content-type": "application/json", "cache-control": "public, max-age=1" }).end(JSON.stringify({ keys }));
@@ -23,6 +25,8 @@ async function provider() {
     url: (path) => `http://127.0.0.1:${server.address().port}${path}`,
     publish: (path, keys) => sets.set(path, keys),
     fetches: (path) => fetches.get(path) ?? 0,
+    /** From now on every fetch is answered 503. */
+    fail: () => (failing = true),
     close() {
       server.closeAllConnections();
       server.close();
@@ -76,11 +80,25 @@ test("JWKS: keys by kid, a new key picked up without a restart, unknown kids ref
     // Signed by a key of the set but for another audience: refused like any bad token.
     assert.equal(await refusal(connected("v4", url, { auth: { token: await b.sign("eve", { audience: "other" }) } })), "unauthorized");
 
-    // The provider goes away: once the rate limit's window has passed, an unknown kid makes the
-    // bridge try a fetch that fails; the cached key b keeps working all the same.
+    // The provider fails: once the rate limit's window has passed, an unknown kid makes the
+    // bridge fetch again (seen by the provider), which fails; the cached key b keeps working.
+    const mallory = await stranger.sign("mallory");
+    idp.fail();
+    const failedBefore = idp.fetches("/rsa");
+    await until(async () => {
+      assert.equal(await refusal(connected("v4", url, { auth: { token: mallory } })), "unauthorized");
+      return idp.fetches("/rsa") > failedBefore;
+    }, 15000, "a fetch answered 503");
+    (await connected("v4", url, { auth: { token: tokenB } })).close();
+    // The provider goes away altogether: the next fetch the bridge tries fails to connect (it
+    // logs each failed fetch), and key b still works.
     idp.close();
-    await sleep(5500);
-    assert.equal(await refusal(connected("v4", url, { auth: { token: await stranger.sign("mallory") } })), "unauthorized");
+    const failures = () => bridge.log().match(/cannot fetch the JWKS/g)?.length ?? 0;
+    const failuresBefore = failures();
+    await until(async () => {
+      assert.equal(await refusal(connected("v4", url, { auth: { token: mallory } })), "unauthorized");
+      return failures() > failuresBefore;
+    }, 15000, "a fetch from an unreachable provider");
     (await connected("v4", url, { auth: { token: tokenB } })).close();
   } finally {
     idp.close();
@@ -108,6 +126,42 @@ test("JWKS: EC (ES256) and Ed25519 (EdDSA) keys; a JWKS URL must be https, or ht
     }
     const hs = await bridge.admin("POST", "/admin/namespaces", { name: "/bad", auth: { mode: "jwt", algorithm: "HS256", secret: "s", jwks_url: idp.url("/ec") } });
     assert.equal(hs.status, 400);
+  } finally {
+    idp.close();
+    await bridge.stop();
+  }
+});
+
+test("JWKS: namespaces sharing a JWKS URL share its cache, across catalog reloads too", async () => {
+  const idp = await provider();
+  const bridge = await startBridge();
+  try {
+    const a = await key("RS256", "a");
+    const b = await key("RS256", "b");
+    idp.publish("/shared", [a.jwk]);
+    const auth = { mode: "jwt", algorithm: "RS256", jwks_url: idp.url("/shared"), issuer: "https://idp.test/", audience: "bridge" };
+    await bridge.createNamespace({ name: "/one", auth });
+    await bridge.createNamespace({ name: "/two", auth });
+    const join = async (ns, token) => (await connected("v4", `${bridge.url}${ns}`, { auth: { token } })).close();
+    await join("/one", await a.sign("alice"));
+    assert.equal(idp.fetches("/shared"), 1, "fetched once for /one");
+    await join("/two", await a.sign("bob"));
+    assert.equal(idp.fetches("/shared"), 1, "/two uses the set /one fetched");
+    // A catalog reload (a new namespace) keeps the cache.
+    await bridge.createNamespace({ name: "/three", auth });
+    await join("/three", await a.sign("carol"));
+    await join("/one", await a.sign("alice"));
+    assert.equal(idp.fetches("/shared"), 1, "the set outlives the catalog reload");
+
+    // A rotation seen through one namespace serves the others: kid b makes /two fetch again
+    // (once the 5 s rate limit allows), then /one and /three know b without a fetch.
+    idp.publish("/shared", [a.jwk, b.jwk]);
+    const tokenB = await b.sign("dave");
+    await until(async () => (await refusal(connected("v4", `${bridge.url}/two`, { auth: { token: tokenB } }))) === "connected", 15000, "kid b accepted on /two");
+    const fetched = idp.fetches("/shared");
+    await join("/one", tokenB);
+    await join("/three", tokenB);
+    assert.equal(idp.fetches("/shared"), fetched, "no fetch for the namespaces sharing the set");
   } finally {
     idp.close();
     await bridge.stop();
