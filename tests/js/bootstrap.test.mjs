@@ -5,7 +5,9 @@ import assert from "node:assert/strict";
 import { writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startBridge, startReceiver, freshSqlite, connected, emitWithAck, hsToken, signedBy } from "./harness.mjs";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { startBridge, startReceiver, freshSqlite, freshPostgres, psql, until, connected, emitWithAck, hsToken, signedBy } from "./harness.mjs";
 
 const file = (receiverUrl, events) => `
 [[namespaces]]
@@ -105,3 +107,60 @@ async function listing(bridge) {
   const keys = (await bridge.admin("GET", "/admin/api-keys")).body.map(({ last_used_at, ...rest }) => rest);
   return { namespaces, webhooks, keys };
 }
+
+/** The bootstrap's advisory lock key ("bridgebs" in ASCII), as Postgres shows a bigint key in pg_locks. */
+const LOCK = { key: "7093848243014296179", classid: 0x62726964, objid: 0x67656273 };
+
+test("Postgres: nodes starting together take turns (the advisory lock): each declared object is created once", async () => {
+  const receiver = await startReceiver();
+  const dir = mkdtempSync(join(tmpdir(), "bridge-boot-"));
+  const config = join(dir, "bridge.toml");
+  writeFileSync(config, file(receiver.url, ["hello"]));
+  const db = freshPostgres();
+  const secrets = {
+    BOOT_JWT: "jwt-secret-for-boot",
+    BOOT_HOOK: "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3",
+    BOOT_KEY: "bk_boot_key_number_one_0123456789",
+  };
+  const env = { DATABASE_URL: db.url, BRIDGE_CONFIG: config, RUST_LOG: "warn,bridge::app=info,bridge::bootstrap=info", ...secrets };
+  // A session of our own holds the lock, so that both nodes are seen waiting for it: they then
+  // start as close together as two nodes can.
+  const holderUrl = new URL(db.url);
+  holderUrl.searchParams.set("application_name", "bootstrap-lock-holder");
+  const holder = spawn("psql", [holderUrl.toString(), "-qAtc", `SELECT pg_advisory_lock(${LOCK.key}); SELECT pg_sleep(60)`], { stdio: "ignore" });
+  const waiting = () =>
+    Number(
+      psql(
+        `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = ${LOCK.classid} AND objid = ${LOCK.objid} AND objsubid = 1`,
+        db.name,
+      ),
+    );
+  let starting = [];
+  try {
+    await until(
+      () => Number(psql(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = ${LOCK.objid}`, db.name)) === 1,
+      10000,
+      "the lock held by the test",
+    );
+    starting = [startBridge(env), startBridge(env)];
+    await until(() => waiting() === 2, 10000, "both nodes waiting for the bootstrap lock");
+    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bootstrap-lock-holder'", db.name);
+    const [one, two] = await Promise.all(starting);
+    const reports = [one, two].map((b) => b.log().match(/bootstrap applied from the config file (created=\d+ updated=\d+ unchanged=\d+)/)?.[1]).sort();
+    assert.deepEqual(reports, ["created=0 updated=0 unchanged=4", "created=4 updated=0 unchanged=0"]);
+    const listed = await listing(one);
+    assert.deepEqual(listed.namespaces.map((n) => n.name), ["/boot"]);
+    assert.deepEqual(listed.webhooks.map((w) => new URL(w.url).pathname).sort(), ["/chosen", "/generated"]);
+    assert.deepEqual(listed.keys.map((k) => k.name), ["deploy"]);
+    assert.equal((await two.v1("POST", "/v1/emit", secrets.BOOT_KEY, { namespace: "/boot", event: "e" })).status, 200);
+  } finally {
+    if (holder.exitCode === null && holder.signalCode === null) {
+      holder.kill("SIGKILL");
+      await once(holder, "exit");
+    }
+    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bootstrap-lock-holder'", db.name);
+    for (const started of await Promise.allSettled(starting)) if (started.status === "fulfilled") await started.value.stop();
+    receiver.close();
+    psql(`DROP DATABASE IF EXISTS ${db.name} WITH (FORCE)`);
+  }
+});
