@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startBridge, startReceiver, connected, until, emitWithAck, hsToken } from "./harness.mjs";
+import { startBridge, startReceiver, connected, until, emitWithAck, hsToken, signedBy } from "./harness.mjs";
 
 const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), "artifacts");
 mkdirSync(ARTIFACTS, { recursive: true });
@@ -171,6 +171,175 @@ test("playground: off by default; connect, emit with an ack answered by a reply 
     await page.click("#connect");
     await page.getByText(/connect_error: \{"message":"unauthorized"\}/).first().waitFor();
   } finally {
+    await browser.close();
+    receiver.close();
+    await bridge.stop();
+  }
+});
+
+/** The console's Content-Security-Policy, directive by directive: only this origin's scripts,
+ * styles, images and connections (WebSockets for the playground), nothing inline, no framing. */
+const CSP = {
+  "default-src": ["'none'"],
+  "script-src": ["'self'"],
+  "style-src": ["'self'"],
+  "connect-src": ["'self'", "ws:", "wss:"],
+  "img-src": ["'self'", "data:"],
+  "base-uri": ["'none'"],
+  "form-action": ["'none'"],
+  "frame-ancestors": ["'none'"],
+};
+
+function parseCsp(header) {
+  return Object.fromEntries(
+    header
+      .split(";")
+      .map((d) => d.trim().split(/\s+/))
+      .filter((d) => d[0])
+      .map(([name, ...values]) => [name, values]),
+  );
+}
+
+test("console: every file of the dashboard and the playground carries the strict CSP, and the browser enforces it", async () => {
+  const bridge = await startBridge({ BRIDGE_PLAYGROUND: "true" });
+  const outside = await startReceiver();
+  const { browser, page } = await browserPage();
+  try {
+    const files = [
+      [bridge.adminUrl, "/ui/", "text/html"],
+      [bridge.adminUrl, "/ui/dashboard.js", "text/javascript"],
+      [bridge.adminUrl, "/ui/console.css", "text/css"],
+      [bridge.url, "/playground/", "text/html"],
+      [bridge.url, "/playground/playground.js", "text/javascript"],
+      [bridge.url, "/playground/eio-client.js", "text/javascript"],
+      [bridge.url, "/playground/console.css", "text/css"],
+    ];
+    for (const [base, path, type] of files) {
+      const res = await fetch(`${base}${path}`);
+      assert.equal(res.status, 200, path);
+      assert.ok(res.headers.get("content-type").startsWith(type), `${path}: ${res.headers.get("content-type")}`);
+      assert.deepEqual(parseCsp(res.headers.get("content-security-policy") ?? ""), CSP, `${path}: ${res.headers.get("content-security-policy")}`);
+      assert.equal(res.headers.get("x-content-type-options"), "nosniff", path);
+    }
+    assert.equal((await fetch(`${bridge.adminUrl}/ui/nothing.js`)).status, 404);
+
+    // In the browser: an inline script is blocked, and so is a request to another origin.
+    for (const url of [`${bridge.adminUrl}/ui/`, `${bridge.url}/playground/`]) {
+      await page.goto(url);
+      const outcome = await page.evaluate(async (elsewhere) => {
+        const violations = [];
+        document.addEventListener("securitypolicyviolation", (e) => violations.push(e.effectiveDirective));
+        const script = document.createElement("script");
+        script.textContent = "window.__inlineRan = true";
+        document.body.append(script);
+        let fetched;
+        try {
+          await fetch(elsewhere);
+          fetched = "fetched";
+        } catch {
+          fetched = "blocked";
+        }
+        await new Promise((r) => setTimeout(r, 0));
+        return { inlineRan: window.__inlineRan === true, fetched, violations };
+      }, outside.url);
+      assert.equal(outcome.inlineRan, false, `${url}: an inline script ran`);
+      assert.equal(outcome.fetched, "blocked", `${url}: a request to another origin went out`);
+      assert.ok(outcome.violations.includes("script-src-elem") || outcome.violations.includes("script-src"), `${url}: ${outcome.violations}`);
+    }
+    assert.equal(outside.received.length, 0, "nothing reached the other origin");
+  } finally {
+    await browser.close();
+    outside.close();
+    await bridge.stop();
+  }
+});
+
+test("dashboard: delete, enable and disable, rotate, revoke and retry-dead, each seen in the admin API afterwards", async () => {
+  let failing = true;
+  const receiver = await startReceiver(() => ({ status: failing ? 503 : 200 }));
+  // Durable deliveries die after two attempts 100 ms apart.
+  const bridge = await startBridge({ BRIDGE_OUTBOX_SCHEDULE: "100ms" });
+  const { browser, page } = await browserPage();
+  const clients = [];
+  try {
+    const chat = await bridge.createNamespace({ name: "/chat" });
+    await bridge.createNamespace({ name: "/gone" });
+    const kept = await bridge.createWebhook(chat.id, { url: `${receiver.url}/kept`, events: ["*"], durable: true });
+    const doomed = await bridge.createWebhook(chat.id, { url: `${receiver.url}/doomed`, events: ["never"] });
+    const keyRes = await bridge.admin("POST", "/admin/api-keys", { name: "old-service", namespaces: ["/chat"] });
+    const key = keyRes.body;
+
+    await page.goto(`${bridge.adminUrl}/ui/`);
+    await page.fill("input[name=token]", bridge.token);
+    await page.click("#login-form button[type=submit]");
+    await page.getByRole("button", { name: "Namespaces" }).click();
+
+    // Delete: /chat's confirmation dismissed (kept), then /gone's accepted (deleted). The page
+    // handles the clicks in order, so /chat's delete, had it gone out, went out first.
+    const goneRow = page.locator("#namespaces tr", { hasText: "/gone" });
+    page.once("dialog", (d) => d.dismiss());
+    await page.locator("#namespaces tr", { hasText: "/chat" }).getByRole("button", { name: "Delete" }).click();
+    page.once("dialog", (d) => d.accept());
+    await goneRow.getByRole("button", { name: "Delete" }).click();
+    await goneRow.waitFor({ state: "detached" });
+    assert.deepEqual((await bridge.admin("GET", "/admin/namespaces")).body.map((n) => n.name), ["/chat"]);
+
+    // The webhooks of /chat: disable and enable one, rotate its secret, delete the other.
+    await page.locator("#namespaces tr", { hasText: "/chat" }).getByRole("button", { name: "Webhooks" }).click();
+    const keptRow = page.locator("#webhooks tr", { hasText: `${receiver.url}/kept` });
+    await keptRow.getByRole("button", { name: "Enabled: disable" }).click();
+    await keptRow.getByRole("button", { name: "Disabled: enable" }).waitFor();
+    assert.equal((await bridge.admin("GET", `/admin/webhooks/${kept.id}`)).body.enabled, false);
+    await keptRow.getByRole("button", { name: "Disabled: enable" }).click();
+    await keptRow.getByRole("button", { name: "Enabled: disable" }).waitFor();
+    assert.equal((await bridge.admin("GET", `/admin/webhooks/${kept.id}`)).body.enabled, true);
+
+    await keptRow.getByRole("button", { name: "Rotate secret" }).click();
+    const notice = await page.getByText(/New secret of .*\/kept \(shown once.*\): whsec_\S+/).textContent();
+    const rotated = notice.match(/whsec_\S+/)[0];
+    assert.notEqual(rotated, kept.secret);
+
+    const doomedRow = page.locator("#webhooks tr", { hasText: `${receiver.url}/doomed` });
+    page.once("dialog", (d) => d.accept());
+    await doomedRow.getByRole("button", { name: "Delete" }).click();
+    await doomedRow.waitFor({ state: "detached" });
+    assert.equal((await bridge.admin("GET", `/admin/webhooks/${doomed.id}`)).status, 404);
+    assert.deepEqual((await bridge.admin("GET", `/admin/namespaces/${chat.id}/webhooks`)).body.map((w) => w.id), [kept.id]);
+
+    // A durable event dies (the receiver answers 503), each attempt signed with the new secret.
+    const socket = await connected("v4", `${bridge.url}/chat`);
+    clients.push(socket);
+    assert.deepEqual(await emitWithAck(socket, "order", { n: 1 }), [{ ok: true }]);
+    const [dead] = await until(async () => {
+      const list = (await bridge.admin("GET", `/admin/deliveries?webhook=${kept.id}&status=dead`)).body.deliveries;
+      return list.length === 1 && list;
+    }, 10000, "the delivery dead");
+    assert.ok(receiver.received.length >= 1 && receiver.received.every((d) => signedBy(rotated, d)), "signed with the secret the dashboard showed");
+
+    // Retry-dead for that webhook, from the deliveries view.
+    failing = false;
+    await page.getByRole("button", { name: "Deliveries" }).click();
+    await page.selectOption("#delivery-filter select[name=webhook]", kept.id);
+    await page.getByRole("button", { name: "Retry this webhook's dead deliveries" }).click();
+    await page.getByText("1 dead deliveries sent again.").waitFor();
+    await until(async () => (await bridge.admin("GET", `/admin/deliveries/${dead.id}`)).body.status === "delivered", 10000, "the dead delivery sent again");
+    const last = receiver.received.at(-1);
+    assert.equal(last.headers["webhook-id"], dead.id);
+    assert.ok(signedBy(rotated, last));
+
+    // Revoke the key: the API shows it revoked, and the emit API refuses it.
+    assert.equal((await bridge.v1("POST", "/v1/emit", key.key, { namespace: "/chat", event: "e" })).status, 200);
+    await page.getByRole("button", { name: "API keys" }).click();
+    const keyRow = page.locator("#keys tr", { hasText: "old-service" });
+    page.once("dialog", (d) => d.accept());
+    await keyRow.getByRole("button", { name: "Revoke" }).click();
+    await keyRow.getByText(/^revoked /).waitFor();
+    const listed = (await bridge.admin("GET", "/admin/api-keys")).body.find((k) => k.id === key.id);
+    assert.ok(listed.revoked_at, JSON.stringify(listed));
+    await until(async () => (await bridge.v1("POST", "/v1/emit", key.key, { namespace: "/chat", event: "e" })).status === 401, 3000, "the revoked key refused");
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-actions.png"), fullPage: true });
+  } finally {
+    for (const c of clients) c.close();
     await browser.close();
     receiver.close();
     await bridge.stop();
