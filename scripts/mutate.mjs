@@ -2,10 +2,11 @@
 // repo, builds it, and runs the tests until one fails. A break no test catches "survived": the
 // suite has a hole there. Run through scripts/mutate (which sets up the test services first).
 //
-// Usage: scripts/mutate [--check] [--list] [--full] [name-regex ...]
-//   --check  only validate the catalogue (each find text occurs exactly once); no build
-//   --list   print the breaks' names
-//   --full   skip the "caught by" shortcut: Rust tests, then every JS file, in order
+// Usage: scripts/mutate [--check] [--list] [--full] [--committed] [name-regex ...]
+//   --check      only validate the catalogue (each find text occurs exactly once); no build
+//   --list       print the breaks' names
+//   --full       skip the "caught by" shortcut: Rust tests, then every JS file, in order
+//   --committed  break the last commit's files rather than the working tree's
 // Exit status: 0 when every selected break was caught, 1 otherwise.
 
 import { spawnSync } from "node:child_process";
@@ -93,11 +94,27 @@ function fullOrder() {
   ];
 }
 
-/** Copies the working tree (tracked and untracked, not ignored) into the scratch tree. */
-function syncTree() {
+/**
+ * Copies the working tree (tracked and untracked files, not ignored ones) into the scratch tree,
+ * or with `committed` the last commit's files; files whose content did not change are left alone,
+ * so that the next build compiles only what changed.
+ */
+function syncTree(committed) {
   mkdirSync(tree, { recursive: true });
-  const files = spawnSync("git", ["ls-files", "-co", "--exclude-standard"], { cwd: root, encoding: "utf8" }).stdout;
-  spawnSync("rsync", ["-a", "--delete", "--files-from=-", "./", `${tree}/`], { cwd: root, input: files, stdio: ["pipe", "inherit", "inherit"] });
+  let source = root;
+  let files = spawnSync("git", ["ls-files", "-co", "--exclude-standard"], { cwd: root, encoding: "utf8" }).stdout;
+  if (committed) {
+    source = join(work, "head");
+    spawnSync("rm", ["-rf", source]);
+    mkdirSync(source, { recursive: true });
+    spawnSync("sh", ["-c", `git archive --format=tar HEAD | tar -x -C '${source}'`], { cwd: root, stdio: "inherit" });
+    files = spawnSync("git", ["ls-tree", "-r", "--name-only", "HEAD"], { cwd: root, encoding: "utf8" }).stdout;
+  }
+  spawnSync("rsync", ["-a", "--checksum", "--delete", "--exclude=/tests/js/node_modules", "--files-from=-", "./", `${tree}/`], {
+    cwd: source,
+    input: files,
+    stdio: ["pipe", "inherit", "inherit"],
+  });
   const modules = join(tree, "tests", "js", "node_modules");
   if (!existsSync(modules)) symlinkSync(join(root, "tests", "js", "node_modules"), modules);
 }
@@ -139,7 +156,7 @@ function main() {
 
   seedTarget();
   mkdirSync(logs, { recursive: true });
-  syncTree();
+  syncTree(flags.has("--committed"));
   const baseLog = join(logs, "_baseline.log");
   writeFileSync(baseLog, "");
   console.log(`scratch tree ${tree}; logs in ${logs}`);
@@ -162,6 +179,11 @@ function main() {
     writeFileSync(log, `${b.name}: ${b.file}\n`);
     const path = join(tree, b.file);
     const pristine = readFileSync(path, "utf8");
+    if (pristine.split(b.find).length !== 2) {
+      console.log(`INVALID  ${b.name}: its find text does not occur exactly once in the scratch copy of ${b.file}`);
+      survived.push(b.name);
+      continue;
+    }
     writeFileSync(path, pristine.replace(b.find, () => b.replace));
     try {
       if (!run(log, "cargo", ["build", "-p", "bridge"])) {
