@@ -295,34 +295,6 @@ test("slowloris: partial headers and idle keep-alive connections are closed; pas
   }
 });
 
-test("the admin listener takes at most 1,024 connections, whatever the public cap; past it new ones are refused and counted", async () => {
-  // The public cap is the default (16,384); each held connection sends half a request and waits.
-  const bridge = await startBridge({ BRIDGE_HEADER_TIMEOUT_MS: "60000" });
-  const held = [];
-  try {
-    for (let i = 0; i < 1024; i++) held.push(await rawConnection(bridge.adminUrl, "GET /healthz HTTP/1.1\r\nHost: x\r\n"));
-    // Connections are accepted in order: this one comes after the 1,024 held.
-    const refused = await rawConnection(bridge.adminUrl, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    await within(refused.closed, 10000, "the 1,025th admin connection closed");
-    assert.equal(refused.data(), "", "closed unanswered");
-    // The public listener has its own cap and serves meanwhile.
-    assert.equal((await fetch(`${bridge.url}/healthz`)).status, 200);
-    for (const c of held) c.socket.destroy();
-    await until(async () => {
-      try {
-        return (await fetch(`${bridge.adminUrl}/healthz`)).status === 200;
-      } catch {
-        return false;
-      }
-    }, 10000, "the admin listener serves again");
-    assert.equal(await metric(bridge, "bridge_connections_refused_total", { listener: "admin" }), 1);
-    assert.match(bridge.log(), /connection cap reached/);
-  } finally {
-    for (const c of held) c.socket.destroy();
-    await bridge.stop();
-  }
-});
-
 test("WebSocket clients hold their connection slot until they close", async () => {
   const bridge = await startBridge({ BRIDGE_MAX_CONNECTIONS: "4" });
   try {
