@@ -374,9 +374,9 @@ for (const version of ["v4", "v2"]) test(`a ${version} WebSocket client that sto
     stuck.io.engine.transport.ws._socket.pause();
     const listed = async () => (await env.bridge.v1("GET", "/v1/sockets?namespace=/chat", key)).body.sockets.map((s) => s.id);
     const chunk = "y".repeat(200_000);
-    const started = Date.now();
     let rounds = 0;
-    // Bounded: at most 300 emits of 200 KB (60 MB), or until the stuck socket is gone.
+    // Bounded: at most 300 emits of 200 KB (60 MB), or until the stuck socket is gone (the bound
+    // in rounds, not time: a loaded machine only makes it slower, a broken timeout still fails).
     while (rounds < 300 && (await listed()).includes(stuckId)) {
       const res = await env.bridge.v1("POST", "/v1/emit", key, { namespace: "/chat", event: "flood", data: chunk });
       assert.equal(res.status, 200);
@@ -384,7 +384,6 @@ for (const version of ["v4", "v2"]) test(`a ${version} WebSocket client that sto
       await sleep(20); // pacing between emits, not a check
     }
     assert.ok(!(await listed()).includes(stuckId), `still listed after ${rounds} emits`);
-    assert.ok(Date.now() - started < 30000, "evicted within the timeout plus the time to fill the buffers");
     assert.ok((await metric(env.bridge, "bridge_slow_readers_closed_total", { listener: "public" })) >= 1);
     await env.receiver.waitFor((r) => r.some((d) => d.json?.type === "disconnect" && d.json.socket.id === stuckId), 10000);
     assert.ok(healthy.connected);
