@@ -246,6 +246,202 @@ mod tests {
         assert!(v.verify("not.a.jwt").await.is_err());
     }
 
+    // Test-only keys, made once with `openssl genpkey` (RSA 2048, EC P-384) and committed, so that
+    // no key-generation crate is compiled for the tests.
+    const RSA_KEY: &str = include_str!("../../../tests/fixtures/jwt/rsa.key.pem");
+    const RSA_PUB: &str = include_str!("../../../tests/fixtures/jwt/rsa.pub.pem");
+    const RSA_OTHER_KEY: &str = include_str!("../../../tests/fixtures/jwt/rsa_other.key.pem");
+    const P384_KEY: &str = include_str!("../../../tests/fixtures/jwt/p384.key.pem");
+    const P384_PUB: &str = include_str!("../../../tests/fixtures/jwt/p384.pub.pem");
+    const P384_OTHER_KEY: &str = include_str!("../../../tests/fixtures/jwt/p384_other.key.pem");
+
+    /// A namespace's verifier: `key` is the shared secret (HS*) or the PEM public key.
+    fn verifier(algorithm: JwtAlgorithm, key: &str) -> JwtVerifier {
+        let hmac = algorithm.is_hmac();
+        JwtVerifier::new(&JwtAuth {
+            algorithm,
+            secret: hmac.then(|| key.to_owned()),
+            public_key: (!hmac).then(|| key.to_owned()),
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            timeout_ms: 1000,
+        })
+        .unwrap()
+    }
+
+    /// The signing key of `pem` (a private key) or of a shared secret, for `alg`.
+    fn signing_key(alg: Algorithm, key: &str) -> EncodingKey {
+        match alg {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                EncodingKey::from_secret(key.as_bytes())
+            }
+            Algorithm::ES256 | Algorithm::ES384 => {
+                EncodingKey::from_ec_pem(key.as_bytes()).unwrap()
+            }
+            _ => EncodingKey::from_rsa_pem(key.as_bytes()).unwrap(),
+        }
+    }
+
+    fn signed(alg: Algorithm, key: &EncodingKey, sub: &str) -> String {
+        let claims = json!({"sub": sub, "exp": now() + 600});
+        encode(&Header::new(alg), &claims, key).unwrap()
+    }
+
+    /// Each algorithm a namespace may choose verifies a token signed with its key, and refuses one
+    /// signed with another key of the same kind, or with another algorithm of the same family.
+    #[tokio::test]
+    async fn every_algorithm_accepts_its_key_and_refuses_another() {
+        let cases = [
+            (
+                JwtAlgorithm::RS384,
+                Algorithm::RS384,
+                RSA_PUB,
+                RSA_KEY,
+                RSA_OTHER_KEY,
+                Algorithm::RS256,
+            ),
+            (
+                JwtAlgorithm::RS512,
+                Algorithm::RS512,
+                RSA_PUB,
+                RSA_KEY,
+                RSA_OTHER_KEY,
+                Algorithm::RS384,
+            ),
+            (
+                JwtAlgorithm::PS256,
+                Algorithm::PS256,
+                RSA_PUB,
+                RSA_KEY,
+                RSA_OTHER_KEY,
+                Algorithm::RS256,
+            ),
+            (
+                JwtAlgorithm::ES384,
+                Algorithm::ES384,
+                P384_PUB,
+                P384_KEY,
+                P384_OTHER_KEY,
+                Algorithm::ES256,
+            ),
+            (
+                JwtAlgorithm::HS512,
+                Algorithm::HS512,
+                "hs512-secret",
+                "hs512-secret",
+                "another-secret",
+                Algorithm::HS256,
+            ),
+        ];
+        for (algorithm, alg, public, private, other, sibling) in cases {
+            let v = verifier(algorithm, public);
+            let good = signed(alg, &signing_key(alg, private), "u-good");
+            assert_eq!(
+                v.verify(&good).await.map(|id| id.user_id).ok().as_deref(),
+                Some("u-good"),
+                "{alg:?}: a token signed with the namespace's key is accepted"
+            );
+            let forged = signed(alg, &signing_key(alg, other), "u-forged");
+            let err = v.verify(&forged).await.unwrap_err();
+            assert!(
+                matches!(err.kind(), ErrorKind::InvalidSignature),
+                "{alg:?}: another key's signature is refused: {err:?}"
+            );
+            // ES256 cannot sign with a P-384 key; the header alone must be refused then.
+            let sibling_key = if sibling == Algorithm::ES256 {
+                let header = Header::new(sibling);
+                let parts: Vec<&str> = good.split('.').collect();
+                let header = base64::Engine::encode(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                    serde_json::to_vec(&header).unwrap(),
+                );
+                format!("{header}.{}.{}", parts[1], parts[2])
+            } else {
+                signed(sibling, &signing_key(sibling, private), "u-sibling")
+            };
+            let err = v.verify(&sibling_key).await.unwrap_err();
+            assert!(
+                matches!(err.kind(), ErrorKind::InvalidAlgorithm),
+                "{alg:?}: a token of {sibling:?} is refused: {err:?}"
+            );
+        }
+    }
+
+    /// `nbf` and `exp` tolerate [`LEEWAY_SECS`] (5 s) of clock skew, and no more. The margins are
+    /// whole seconds either side (3 s and 4 s), far more than the few microseconds between
+    /// signing and verifying.
+    #[tokio::test]
+    async fn nbf_and_exp_tolerate_five_seconds_of_skew() {
+        let v = hs256(None, None);
+        let verdict = |claims: Value| {
+            let v = &v;
+            async move {
+                v.verify(&token(Algorithm::HS256, claims))
+                    .await
+                    .map_err(JwtError::into_kind)
+            }
+        };
+        assert!(
+            verdict(json!({"sub": "u", "nbf": now() + 2})).await.is_ok(),
+            "nbf 2 s ahead is within the leeway"
+        );
+        assert!(
+            matches!(
+                verdict(json!({"sub": "u", "nbf": now() + 9})).await,
+                Err(ErrorKind::ImmatureSignature)
+            ),
+            "nbf 9 s ahead is past the leeway"
+        );
+        assert!(
+            verdict(json!({"sub": "u", "exp": now() - 2})).await.is_ok(),
+            "expired 2 s ago is within the leeway"
+        );
+        assert!(
+            matches!(
+                verdict(json!({"sub": "u", "exp": now() - 9})).await,
+                Err(ErrorKind::ExpiredSignature)
+            ),
+            "expired 9 s ago is past the leeway"
+        );
+    }
+
+    /// Algorithm confusion: a namespace with a public key never accepts an HMAC token whose
+    /// secret is that (public) key, as its PEM text or as its DER bytes.
+    #[tokio::test]
+    async fn hmac_tokens_signed_with_the_public_key_are_refused() {
+        for (algorithm, alg, public, private) in [
+            (JwtAlgorithm::RS256, Algorithm::RS256, RSA_PUB, RSA_KEY),
+            (JwtAlgorithm::ES384, Algorithm::ES384, P384_PUB, P384_KEY),
+        ] {
+            let v = verifier(algorithm, public);
+            let genuine = signed(alg, &signing_key(alg, private), "u-genuine");
+            assert!(
+                v.verify(&genuine).await.is_ok(),
+                "{alg:?}: the control token"
+            );
+            let der = match alg {
+                Algorithm::ES384 => DecodingKey::from_ec_pem(public.as_bytes()),
+                _ => DecodingKey::from_rsa_pem(public.as_bytes()),
+            }
+            .unwrap()
+            .try_get_as_bytes()
+            .unwrap()
+            .to_vec();
+            let secrets: [&[u8]; 3] = [public.as_bytes(), public.trim_end().as_bytes(), &der];
+            for secret in secrets {
+                for hmac in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+                    let forged = signed(hmac, &EncodingKey::from_secret(secret), "u-forged");
+                    let err = v.verify(&forged).await.unwrap_err();
+                    assert!(
+                        matches!(err.kind(), ErrorKind::InvalidAlgorithm),
+                        "{alg:?} namespace, {hmac:?} token keyed with the public key: {err:?}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn token_sources_in_order() {
         let parts = |uri: &str, header: Option<&str>| {
