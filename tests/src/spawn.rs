@@ -35,20 +35,16 @@ impl TestApp {
 
     /// A bridge on an existing database (several nodes share one).
     pub async fn spawn_on(database_url: &str) -> Self {
-        let settings = Settings {
-            listen: Some("127.0.0.1:0".into()),
-            admin_listen: Some("127.0.0.1:0".into()),
-            database_url: Some(database_url.to_owned()),
-            admin_token: Some(format!("test-{}", uuid::Uuid::new_v4())),
-            rust_log: Some("warn".into()),
-            ..Settings::default()
-        };
-        Self::spawn_with(settings).await
+        Self::spawn_with(settings(database_url)).await
     }
 
-    /// A bridge with explicit settings (listen addresses and token must be set).
+    /// A bridge with explicit settings (listen addresses and token must be set; see [`settings`]).
     pub async fn spawn_with(settings: Settings) -> Self {
-        let config = Config::from_settings(settings).expect("valid test config");
+        Self::spawn_config(Config::from_settings(settings).expect("valid test config")).await
+    }
+
+    /// A bridge with a configuration built by the test (e.g. its declarations replaced).
+    pub async fn spawn_config(config: Config) -> Self {
         bridge::telemetry::init(&config.rust_log, &config.node_id);
         let database_url = config.database_url.clone();
         let app = Application::build(config).await.expect("bridge starts");
@@ -154,6 +150,19 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The settings of [`TestApp::spawn_on`]: both listeners on port 0, a random admin token, warnings
+/// only; change what a test needs before [`TestApp::spawn_with`].
+pub fn settings(database_url: &str) -> Settings {
+    Settings {
+        listen: Some("127.0.0.1:0".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
+        database_url: Some(database_url.to_owned()),
+        admin_token: Some(format!("test-{}", uuid::Uuid::new_v4())),
+        rust_log: Some("warn".into()),
+        ..Settings::default()
     }
 }
 
