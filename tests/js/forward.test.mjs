@@ -19,8 +19,9 @@ test("$-names and Socket.IO's reserved names are never forwarded, even to a * we
     const ack = (id) => JSON.parse(raw.frames.find((x) => x.startsWith(`43/chat,${id}[`)).slice(`43/chat,${id}`.length));
     for (const id of ["1", "2", "3"]) assert.deepEqual(ack(id), [{ error: "reserved_event" }], `ack ${id}`);
     assert.deepEqual(ack("4"), [{ ok: true }]);
+    // "allowed" was sent last, on the same socket: one queue per (socket, webhook) delivers in
+    // order, so a reserved name forwarded before it would have arrived first.
     await env.receiver.waitFor((r) => r.some((d) => d.json?.event === "allowed"));
-    await sleep(200);
     assert.deepEqual(env.receiver.events().map((d) => d.json.event), ["allowed"]);
     raw.close();
   } finally {
@@ -35,10 +36,16 @@ test("every event goes out signed (standardwebhooks verifies it) with the SPEC 5
     socket.emit("chat:message", "hello", { x: 1 }, [1, 2]);
     socket.emit("ignored", 1);
     socket.emit("$internal", 1);
-    await env.receiver.waitFor((r) => r.length >= 1);
-    await sleep(300);
-    assert.equal(env.receiver.received.length, 1, "only the matching webhook, never $-names");
-    const delivery = env.receiver.received[0];
+    // Markers sent last, one per webhook: each (socket, webhook) queue delivers in order, so
+    // whatever went to a webhook before its marker has arrived by then.
+    socket.emit("chat:end");
+    socket.emit("other");
+    await env.receiver.waitFor((r) => r.length >= 3);
+    const to = (hook) => env.receiver.received.filter((d) => signedBy(hook.secret, d)).map((d) => d.json.event);
+    assert.deepEqual(to(env.webhooks[0]), ["chat:message", "chat:end"], "only the matching events, never $-names");
+    assert.deepEqual(to(env.webhooks[1]), ["other"]);
+    assert.equal(env.receiver.received.length, 3);
+    const delivery = env.receiver.received.find((d) => d.json.event === "chat:message");
     assert.deepEqual(verifySignature(env.webhooks[0].secret, delivery), delivery.json);
     assert.match(delivery.headers["webhook-id"], /^msg_/);
     assert.match(delivery.headers["user-agent"], /^bridge\//);
@@ -247,6 +254,34 @@ test("$connect carries the handshake; a reply may name the user, join rooms and 
     assert.equal(said.socket.id, id);
     assert.equal(typeof gone.json.reason, "string");
     assert.ok(gone.json.reason.length > 0);
+  } finally {
+    await env.close();
+  }
+});
+
+test("$connect bodies show only the origin and user-agent of the handshake headers: never cookies or credentials", async () => {
+  const env = await setup({ hooks: [{ events: ["$connect"] }] });
+  try {
+    const extraHeaders = {
+      origin: "http://app.test",
+      "user-agent": "tests/1.0",
+      cookie: "session=s3cr3t-cookie",
+      authorization: "Bearer s3cr3t-header-token",
+      "accept-language": "fr",
+      "x-forwarded-for": "203.0.113.9",
+      "x-custom": "custom-value",
+    };
+    for (const [version, transports] of [["v4", ["polling"]], ["v4", ["websocket"]], ["v2", ["polling"]]]) {
+      const socket = await connected(version, env.url, { extraHeaders, transports });
+      const sid = socket.id.split("#").pop();
+      const [hello] = (await env.receiver.waitFor((r) => r.some((d) => d.json?.socket?.id === sid))).filter((d) => d.json?.socket?.id === sid);
+      const label = `${version} ${transports[0]}`;
+      assert.deepEqual(hello.json.handshake.headers, { origin: "http://app.test", "user-agent": "tests/1.0" }, `${label}: exactly these headers`);
+      for (const secret of ["s3cr3t-cookie", "s3cr3t-header-token", "custom-value", "203.0.113.9"]) {
+        assert.ok(!hello.raw.includes(secret), `${label}: ${secret} is not in the body`);
+      }
+      socket.close();
+    }
   } finally {
     await env.close();
   }
