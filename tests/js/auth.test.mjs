@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { SignJWT, importPKCS8 } from "jose";
-import { setup, connected, connect, next, hsToken, emitWithAck, sleep } from "./harness.mjs";
+import { setup, connected, connect, next, hsToken, emitWithAck, until } from "./harness.mjs";
 
 const SECRET = "test-secret";
 const jwt = { mode: "jwt", algorithm: "HS256", secret: SECRET, issuer: "tests", audience: "bridge", timeout_ms: 800 };
@@ -93,24 +93,39 @@ test("RS256, ES256 and EdDSA namespaces verify with their public keys", async ()
   }
 });
 
-test("without a handshake token a socket is inert until authenticate succeeds", async () => {
-  const env = await setup({ auth: jwt, hooks: [{ events: ["*", "$connect"] }] });
+test("without a handshake token a socket is inert until authenticate succeeds; authenticate and its token are never forwarded", async () => {
+  const env = await setup({ auth: jwt, hooks: [{ events: ["*", "$connect", "$disconnect"] }] });
   try {
+    const tokens = [];
     for (const version of ["v4", "v2"]) {
       const socket = await connected(version, env.url);
+      const sid = socket.id.split("#").pop();
       const ack = await emitWithAck(socket, "early", 1);
       assert.deepEqual(ack, [{ error: "unauthenticated" }]);
       const authed = next(socket, "authenticated");
-      socket.emit("authenticate", { token: await hsToken(SECRET, claims(`late-${version}`)) });
+      const token = await hsToken(SECRET, claims(`late-${version}`));
+      tokens.push(token);
+      socket.emit("authenticate", { token });
       assert.deepEqual(await authed, [{ user_id: `late-${version}` }]);
       socket.emit("after", version);
-      await env.receiver.waitFor((r) => r.some((d) => d.json?.event === "after" && d.json.args[0] === version));
+      // A second authenticate, with another user's token, once authenticated: ignored, not forwarded.
+      const other = await hsToken(SECRET, claims(`other-${version}`));
+      tokens.push(other);
+      socket.emit("authenticate", { token: other });
+      socket.emit("after2", version);
       socket.close();
+      // The $disconnect is the socket's last body, behind everything it sent.
+      await env.receiver.waitFor((r) => r.some((d) => d.json?.type === "disconnect" && d.json.socket.id === sid));
+      const mine = env.receiver.received.filter((d) => d.json?.socket?.id === sid).map((d) => [d.json.event ?? d.json.type, d.json.socket.user_id, d.json.seq]);
+      assert.deepEqual(
+        mine,
+        [["connect", `late-${version}`, 0], ["after", `late-${version}`, 1], ["after2", `late-${version}`, 2], ["disconnect", `late-${version}`, 3]],
+        `${version}: exactly these bodies, $connect once authenticated, the user unchanged`,
+      );
     }
-    const events = env.receiver.events().map((d) => d.json.event);
-    assert.ok(!events.includes("early"), "nothing is forwarded before authentication");
-    const connects = env.receiver.events("connect").map((d) => d.json.socket.user_id);
-    assert.deepEqual(connects, ["late-v4", "late-v2"], "$connect is sent once authenticated, with the late user id");
+    for (const delivery of env.receiver.received) {
+      for (const token of tokens) assert.ok(!delivery.raw.includes(token), `no body carries a token: ${delivery.raw}`);
+    }
   } finally {
     await env.close();
   }
@@ -182,9 +197,9 @@ test("v2 clients on a / the store lacks are admitted but inert; v4 clients are r
   const env = await setup({ hooks: [{ events: ["*"] }] });
   try {
     const root = await connected("v2", env.bridge.url);
+    // The ack is sent after the decision not to forward: nothing was queued for any webhook.
     assert.deepEqual(await emitWithAck(root, "lost", 1), [{ error: "unauthenticated" }], "inert, and told so");
     await assert.rejects(connected("v4", env.bridge.url), { message: "Invalid namespace" });
-    await sleep(300);
     assert.equal(env.receiver.received.length, 0);
     root.close();
   } finally {
@@ -219,7 +234,11 @@ test("a v2 client forced to WebSocket works through the relay: query, acks, bina
     assert.equal(ack[0], "a");
     assert.ok(Buffer.from(ack[1]).equals(Buffer.from([9, 8])));
     assert.equal(env.receiver.events("connect")[0].json.handshake.query.team, "red");
-    await sleep(1000); // several ping intervals: the relay keeps the connection alive
+    // Several ping round trips (a v2 client pings every 200 ms and gives up after 300 ms without
+    // a pong): the relay keeps the connection alive.
+    let pongs = 0;
+    socket.io.engine.on("pong", () => (pongs += 1));
+    await until(() => pongs >= 5, 10000, "five pongs");
     assert.ok(socket.connected);
     const news = next(socket, "news");
     const res = await env.bridge.v1("POST", "/v1/emit", key, { namespace: "/chat", event: "news", data: "fresh" });
@@ -238,6 +257,44 @@ test("a default v2 client keeps working after its upgrade from polling to WebSoc
     await new Promise((resolve) => (socket.io.engine.transport.name === "websocket" ? resolve() : socket.io.engine.once("upgrade", resolve)));
     assert.deepEqual(await emitWithAck(socket, "after-upgrade"), ["ok"]);
     socket.close();
+  } finally {
+    await env.close();
+  }
+});
+
+test("a PATCH of a namespace's auth applies to connections and authenticate events after its answer; sockets already connected keep their identity", async () => {
+  const env = await setup({ auth: { ...jwt, timeout_ms: 20000 }, hooks: [{ events: ["*", "$connect"] }] });
+  try {
+    const before = await connected("v4", env.url, { auth: { token: await hsToken(SECRET, claims("before")) } });
+    const waiting = await connected("v2", env.url); // no token: inert until it authenticates
+    const patched = await env.bridge.admin("PATCH", `/admin/namespaces/${env.ns.id}`, { auth: { ...jwt, secret: "rotated-secret", timeout_ms: 20000 } });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+
+    // Right after the answer: the old secret is refused, the new one accepted.
+    const refused = await connected("v4", env.url, { auth: { token: await hsToken(SECRET, claims("old")) } }).then(() => null, (e) => e.message);
+    assert.equal(refused, "unauthorized", "a token of the old secret");
+    const after = await connected("v4", env.url, { auth: { token: await hsToken("rotated-secret", claims("after")) } });
+    // The socket that was waiting authenticates against the namespace as it is now.
+    const authed = next(waiting, "authenticated");
+    waiting.emit("authenticate", { token: await hsToken("rotated-secret", claims("waiting")) });
+    assert.deepEqual(await authed, [{ user_id: "waiting" }]);
+
+    // The socket connected before the change stays connected, with the identity it had.
+    assert.deepEqual(await emitWithAck(before, "still-here", 1), [{ ok: true }]);
+    assert.deepEqual(await emitWithAck(after, "new-here", 2), [{ ok: true }]);
+    assert.deepEqual(await emitWithAck(waiting, "late-here", 3), [{ ok: true }]);
+    const users = Object.fromEntries(
+      (await env.receiver.waitFor((r) => r.filter((d) => d.json?.type === "event").length === 3)).filter((d) => d.json?.type === "event").map((d) => [d.json.event, d.json.socket.user_id]),
+    );
+    assert.deepEqual(users, { "still-here": "before", "new-here": "after", "late-here": "waiting" });
+    assert.ok(before.connected);
+
+    // Auth removed: a socket without a token is active at once.
+    const opened = await env.bridge.admin("PATCH", `/admin/namespaces/${env.ns.id}`, { auth: { mode: "none" } });
+    assert.equal(opened.status, 200, JSON.stringify(opened.body));
+    const anonymous = await connected("v4", env.url);
+    assert.deepEqual(await emitWithAck(anonymous, "anonymous", 4), [{ ok: true }], "not inert: the namespace has no auth now");
+    for (const s of [before, waiting, after, anonymous]) s.close();
   } finally {
     await env.close();
   }
