@@ -111,16 +111,24 @@ for (const [engine, fresh] of engines) {
 test("Postgres: a lease held by a killed process is taken over by another process", async () => {
   const state = { mode: "hang" };
   const receiver = await switchableReceiver(state);
+  const probes = await startReceiver(() => ({ status: 503 }));
   const db = freshPostgres();
-  const env = { BRIDGE_OUTBOX_LEASE_MS: "1500", BRIDGE_OUTBOX_SCHEDULE: "200ms" };
-  const { bridge: a } = await durableBridge(db, receiver, env, { timeout_ms: 60000 });
+  const env = { BRIDGE_OUTBOX_LEASE_MS: "1500", BRIDGE_OUTBOX_SCHEDULE: Array(40).fill("200ms").join(",") };
+  const { bridge: a, ns } = await durableBridge(db, receiver, env, { timeout_ms: 60000, events: ["job"] });
+  await a.createWebhook(ns.id, { url: probes.url, events: ["probe"], durable: true });
   const b = await sameDatabase(db, env);
   try {
     const socket = await connected("v4", `${a.url}/jobs`);
     for (let i = 1; i <= 3; i++) assert.deepEqual(await emitWithAck(socket, "job", { i }), [{ ok: true }]);
-    // A holds the first in flight (the backend hangs) and the others queued behind it.
+    // A holds the first in flight (the backend hangs) and the others queued behind it; the leases
+    // it took when they were written end 1.5 s from now at the latest.
     await receiver.waitFor((r) => r.length === 1);
-    await sleep(2000);
+    const leasesTakenBy = Date.now() + 1500;
+    // A probe failing every time is retried every ~200 ms by whichever process claims it. Claims
+    // take the earliest due rows first and A's rows are due since they were written: a claim
+    // made after their first leases ended would have taken them, had A not renewed the leases.
+    assert.deepEqual(await emitWithAck(socket, "probe", 0), [{ ok: true }]);
+    await probes.waitFor((r) => r.some((d) => d.at > leasesTakenBy + 500), 15000);
     assert.equal(receiver.received.length, 1, "B leaves A's leased rows alone while A renews them");
     state.mode = "up";
     await a.kill();
@@ -128,6 +136,7 @@ test("Postgres: a lease held by a killed process is taken over by another proces
     for (const count of receiver.deliveredIds().values()) assert.equal(count, 1);
   } finally {
     receiver.close();
+    probes.close();
     await a.kill();
     await b.stop();
   }
@@ -148,12 +157,13 @@ test("Postgres: two processes on one database never send the same delivery at th
       acks.push(emitWithAck(socketA, "job", { i }), emitWithAck(socketB, "job", { i }));
     }
     for (const ack of await Promise.all(acks)) assert.deepEqual(ack, [{ ok: true }]);
-    // Both workers claim the retries while the backend keeps failing (well within the 20 retries
-    // of the schedule, about 2.5 s, even on a loaded machine).
-    await sleep(800);
+    // The workers claim the retries while the backend keeps failing (about two attempts each,
+    // well within the 20 retries of the schedule).
+    await until(() => receiver.received.length >= 120, 15000, "retries under way");
     state.mode = "up";
     await until(() => receiver.deliveredIds().size === 60, 15000, "sixty deliveries");
-    await sleep(500);
+    // Once a row is recorded delivered no process claims it again: then nothing more can come.
+    await until(async () => (await a.admin("GET", "/admin/deliveries?status=delivered&limit=1000")).body.deliveries.length === 60, 10000, "sixty rows delivered");
     assert.equal(receiver.maxConcurrentPerId, 1, "never two attempts of one delivery at once");
     for (const [id, count] of receiver.deliveredIds()) assert.equal(count, 1, `${id} answered 2xx once`);
     const perId = new Map();
@@ -192,7 +202,7 @@ test("the schedule ends in dead; single and bulk manual retries resend with the 
     assert.equal(dead.attempts, 3);
     assert.deepEqual(dead.history.map((h) => h.status), [503, 503, 503]);
     assert.ok(dead.history.every((h) => h.error === "HTTP 503" && h.duration_ms >= 0));
-    await sleep(600);
+    // Recorded dead after its last attempt was answered; a dead row is never claimed again.
     assert.equal(receiver.received.length, 3, "nothing after dead");
 
     state.mode = "up";
@@ -214,6 +224,65 @@ test("the schedule ends in dead; single and bulk manual retries resend with the 
     const stats = await bridge.admin("GET", "/admin/stats");
     await until(async () => (await bridge.admin("GET", "/admin/stats")).body.outbox.dead === 0, 3000, "no dead left");
     assert.equal(typeof stats.body.outbox.pending, "number");
+    socket.close();
+  } finally {
+    receiver.close();
+    await bridge.stop();
+  }
+});
+
+test("a durable webhook answering 4xx: final at once, recorded failed after one attempt, never retried", async () => {
+  const receiver = await startReceiver((req) => ({ status: req.json?.event === "bad" ? 422 : 503 }));
+  const db = freshSqlite();
+  const { bridge, webhook } = await durableBridge(db, receiver, { BRIDGE_OUTBOX_SCHEDULE: "200ms,200ms,200ms" });
+  try {
+    const socket = await connected("v4", `${bridge.url}/jobs`);
+    assert.deepEqual(await emitWithAck(socket, "bad", 1), [{ ok: true }], "accepted once written");
+    await receiver.waitFor((r) => r.length === 1);
+    const id = receiver.received[0].headers["webhook-id"];
+    const failed = await until(async () => {
+      const res = await bridge.admin("GET", `/admin/deliveries/${id}`);
+      return res.body.status !== "pending" && res.body;
+    }, 5000, "an outcome recorded");
+    assert.equal(failed.status, "failed", "a 4xx is failed, not dead");
+    assert.equal(failed.attempts, 1);
+    assert.deepEqual(failed.history.map((h) => [h.status, h.error]), [[422, "HTTP 422"]]);
+    // A probe answered 503 goes through the same schedule after it: once it is dead (four
+    // attempts, 480 ms at least after the 4xx), any retry of the 4xx would have been made.
+    assert.deepEqual(await emitWithAck(socket, "probe", 2), [{ ok: true }]);
+    const probeId = (await receiver.waitFor((r) => r.some((d) => d.json.event === "probe"))).find((d) => d.json.event === "probe").headers["webhook-id"];
+    await until(async () => (await bridge.admin("GET", `/admin/deliveries/${probeId}`)).body.status === "dead", 10000, "the probe dead");
+    assert.deepEqual(receiver.received.map((d) => d.json.event), ["bad", "probe", "probe", "probe", "probe"], "one attempt of the 4xx, nothing after");
+    assert.equal((await bridge.admin("GET", `/admin/deliveries/${id}`)).body.status, "failed");
+    const list = (await bridge.admin("GET", `/admin/deliveries?webhook=${webhook.id}&status=failed`)).body.deliveries;
+    assert.deepEqual(list.map((d) => d.id), [id]);
+    assert.equal((await bridge.admin("GET", "/admin/stats")).body.webhooks_failed, 2, "the 4xx and the dead probe");
+    socket.close();
+  } finally {
+    receiver.close();
+    await bridge.stop();
+  }
+});
+
+test("a durable delivery answered 503 with Retry-After waits at least that long for its next attempt", async () => {
+  let answered = 0;
+  const receiver = await startReceiver(() => (answered++ === 0 ? { status: 503, headers: { "retry-after": "2" } } : {}));
+  const db = freshSqlite();
+  // The schedule alone would retry after about 100 ms.
+  const { bridge } = await durableBridge(db, receiver, { BRIDGE_OUTBOX_SCHEDULE: "100ms,100ms" });
+  try {
+    const socket = await connected("v4", `${bridge.url}/jobs`);
+    assert.deepEqual(await emitWithAck(socket, "job", 1), [{ ok: true }]);
+    const [first, second] = await receiver.waitFor((r) => r.length === 2, 10000);
+    assert.equal(first.headers["webhook-id"], second.headers["webhook-id"]);
+    // Due 2 s after the first attempt began (it reached the receiver a little after it began; the
+    // margin allows for that on a loaded machine, and the schedule alone would take ~100 ms).
+    assert.ok(second.at - first.at >= 1500, `retried after ${second.at - first.at} ms`);
+    const record = await until(async () => {
+      const res = await bridge.admin("GET", `/admin/deliveries/${first.headers["webhook-id"]}`);
+      return res.body.status === "delivered" && res.body;
+    }, 5000, "delivered");
+    assert.deepEqual(record.history.map((h) => h.status), [503, 200]);
     socket.close();
   } finally {
     receiver.close();
@@ -293,6 +362,34 @@ test("the byte budget refuses new durable events with outbox_full, counted in st
   }
 });
 
+test("the byte budget of all durable webhooks together (BRIDGE_OUTBOX_TOTAL_BYTES) refuses what each webhook's own would take", async () => {
+  const receiver = await startReceiver(() => ({ status: 503 }));
+  const db = freshSqlite();
+  // Bodies of about 1,250 bytes: two fit in 3,000 in all, a third does not; each webhook's own budget is far away.
+  const env = { BRIDGE_OUTBOX_WEBHOOK_BYTES: "1000000", BRIDGE_OUTBOX_TOTAL_BYTES: "3000", BRIDGE_OUTBOX_SCHEDULE: "1h" };
+  const { bridge, ns } = await durableBridge(db, receiver, env, { events: ["a"] });
+  await bridge.createWebhook(ns.id, { url: receiver.url, events: ["b"], durable: true });
+  try {
+    const socket = await connected("v4", `${bridge.url}/jobs`);
+    const big = "x".repeat(1000);
+    assert.deepEqual(await emitWithAck(socket, "a", big), [{ ok: true }]);
+    assert.deepEqual(await emitWithAck(socket, "b", big), [{ ok: true }]);
+    assert.deepEqual(await emitWithAck(socket, "b", big), [{ ok: false, error: "outbox_full" }], "over the total, though webhook b holds one row");
+    const size = (await receiver.waitFor((r) => r.length >= 1))[0].raw.length;
+    assert.ok(size * 2 <= 3000 && size * 3 > 3000, `body of ${size} bytes`);
+    const stats = await until(async () => {
+      const res = await bridge.admin("GET", "/admin/stats");
+      return res.body.outbox.pending === 2 && res.body;
+    }, 5000, "two pending");
+    assert.equal(stats.outbox.refused_full, 1);
+    assert.equal(await metric(bridge, "bridge_outbox_refused_total", { reason: "outbox_full", node: stats.node.id }), 1);
+    socket.close();
+  } finally {
+    receiver.close();
+    await bridge.stop();
+  }
+});
+
 test("delivered rows are pruned after their retention", async () => {
   const receiver = await switchableReceiver({ mode: "up" });
   const db = freshSqlite();
@@ -304,6 +401,10 @@ test("delivered rows are pruned after their retention", async () => {
     const id = receiver.received[0].headers["webhook-id"];
     await until(async () => (await bridge.admin("GET", `/admin/deliveries/${id}`)).body.status === "delivered", 3000, "delivered");
     await until(async () => (await bridge.admin("GET", `/admin/deliveries/${id}`)).status === 404, 6000, "pruned");
+    // Counted by rows, per status (the pruner runs every second, deleting nothing most times).
+    const node = (await bridge.admin("GET", "/admin/stats")).body.node.id;
+    assert.equal(await metric(bridge, "bridge_deliveries_pruned_total", { status: "delivered", node }), 1);
+    assert.equal(await metric(bridge, "bridge_deliveries_pruned_total", { status: "dead", node }), 0);
     socket.close();
   } finally {
     receiver.close();
