@@ -354,6 +354,8 @@ test("SIGTERM: requests in flight get their answers (an emit waiting for acks; a
         resolve({ status: res.statusCode, body: JSON.parse(text) });
       });
       slow.on("error", reject);
+      // The stop's own bounds (open requests get 10 s) end well before this.
+      setTimeout(() => reject(new Error("the slow request got no answer in 30 s")), 30000).unref();
     });
     slow.write(body.slice(0, 100));
     await until(async () => (await connections()) === before + 1, 5000, "the slow request's connection open");
