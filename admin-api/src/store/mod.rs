@@ -66,14 +66,29 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match err {
+            // A connection cut without an answer (a proxy or pooler whose Postgres is gone) is
+            // read by the driver as a protocol error.
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
+            sqlx::Error::Database(ref db) if refuses_connections(db.code().as_deref()) => {
+                Self::Unavailable(err)
+            }
             other => Self::Database(other),
         }
     }
+}
+
+/// Postgres error codes that say the server cannot be used right now rather than that the
+/// statement is wrong: connection exceptions (class 08), shutting down (57P01–57P03), too many
+/// connections (53300), and a database that does not accept connections (55000).
+fn refuses_connections(code: Option<&str>) -> bool {
+    code.is_some_and(|code| {
+        code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000")
+    })
 }
 
 /// Which engine a store runs on.
