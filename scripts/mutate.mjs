@@ -58,8 +58,11 @@ function catalogue() {
   return breaks;
 }
 
-/** Runs a command in the scratch tree; the output goes to `log`. Returns whether it exited 0. */
-function run(log, cmd, args, cwd = tree) {
+/**
+ * Runs a command in the scratch tree; the output goes to `log`. Returns whether it exited 0 (with
+ * `mustTest`: and ran at least one test, so that a name pattern matching nothing proves nothing).
+ */
+function run(log, cmd, args, cwd = tree, mustTest = false) {
   writeFileSync(log, `$ ${cmd} ${args.join(" ")}\n`, { flag: "a" });
   const result = spawnSync(cmd, args, {
     cwd,
@@ -68,7 +71,12 @@ function run(log, cmd, args, cwd = tree) {
     maxBuffer: 1 << 30,
     timeout: 20 * 60 * 1000,
   });
-  writeFileSync(log, `${result.stdout ?? ""}${result.stderr ?? ""}\nexit ${result.status ?? result.signal}\n`, { flag: "a" });
+  const output = `${result.stdout ?? ""}${result.stderr ?? ""}`;
+  writeFileSync(log, `${output}\nexit ${result.status ?? result.signal}\n`, { flag: "a" });
+  if (mustTest && !/^# pass [1-9]|^test result: ok\. [1-9]/m.test(output)) {
+    writeFileSync(log, "ran no test\n", { flag: "a" });
+    return false;
+  }
   return result.status === 0;
 }
 
@@ -169,8 +177,8 @@ function main() {
   const hintPasses = new Map();
   for (const spec of flags.has("--full") ? [] : new Set(valid.map((b) => b.caughtBy))) {
     const t = target(spec);
-    hintPasses.set(spec, run(baseLog, t.cmd, t.args, t.cwd));
-    if (!hintPasses.get(spec)) console.log(`note     "${spec}" fails without any break (see ${baseLog}); not used as a shortcut`);
+    hintPasses.set(spec, run(baseLog, t.cmd, t.args, t.cwd, true));
+    if (!hintPasses.get(spec)) console.log(`note     "${spec}" fails or runs no test without any break (see ${baseLog}); not used as a shortcut`);
   }
   const survived = [];
   for (const b of valid) {
