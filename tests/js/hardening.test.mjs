@@ -1,6 +1,6 @@
 // Hardening: answers that must hold under careless operators and hostile clients.
 
-import { test } from "node:test";
+import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { connect as tcpConnect } from "node:net";
 import { createServer as createHttpServer } from "node:http";
@@ -8,8 +8,11 @@ import { Manager } from "socket.io-client";
 import { WebSocket } from "ws";
 import { once } from "node:events";
 import { readFileSync, existsSync, statSync } from "node:fs";
-import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, freePort, next, onAnyEvent, rawClient, signedBy, startHangingServer } from "./harness.mjs";
+import { startBridge, freshPostgres, freshSqlite, connected, setup, hsToken, until, sleep, emitWithAck, startReceiver, metric, deadEndpoint, next, onAnyEvent, rawClient, signedBy, startHangingServer } from "./harness.mjs";
 
+// Dead endpoints the tests made, closed once the file is done.
+const closeAfter = [];
+after(() => closeAfter.forEach((e) => e.close()));
 
 for (const [engine, fresh] of [["Postgres", freshPostgres], ["SQLite", freshSqlite]]) {
   test(`${engine}: the node that took an admin write serves it when it answers`, async () => {
@@ -73,8 +76,10 @@ test("a failing webhook's credentials and query secrets appear in no log line an
   const bridge = await startBridge();
   try {
     const ns = await bridge.createNamespace({ name: "/chat" });
-    // A port nothing listens on: every attempt fails to connect, then the delivery fails for good.
-    const dead = await freePort();
+    // An endpoint that cuts every connection: every attempt fails, then the delivery fails for good.
+    const endpoint = await deadEndpoint();
+    closeAfter.push(endpoint);
+    const dead = new URL(endpoint.url).port;
     const url = `http://hookuser:hookpassword@127.0.0.1:${dead}/hook?token=querysecret`;
     const hook = await bridge.createWebhook(ns.id, { url, events: ["*"] });
     const socket = await connected("v4", `${bridge.url}/chat`);
@@ -401,7 +406,9 @@ test("failures of large events to a dead endpoint are recorded without their bod
   try {
     const ns = await bridge.createNamespace({ name: "/chat" });
     // A reply webhook answers acks: each event is tried once and recorded as failed at once.
-    await bridge.createWebhook(ns.id, { url: `http://127.0.0.1:${await freePort()}/`, events: ["*"], reply: true });
+    const dead = await deadEndpoint();
+    closeAfter.push(dead);
+    await bridge.createWebhook(ns.id, { url: dead.url, events: ["*"], reply: true });
     const socket = await connected("v4", `${bridge.url}/chat`, { transports: ["websocket"] });
     const big = "z".repeat(900_000);
     for (let i = 0; i < 60; i++) {

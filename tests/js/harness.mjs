@@ -386,7 +386,11 @@ export async function metric(node, name, labels = {}) {
   return found[0]?.value;
 }
 
-/** A loopback TCP port nothing listens on (bound, then released): for a dead endpoint, or a server to start. */
+/**
+ * A loopback TCP port nothing listens on (bound, then released), for a program that cannot listen
+ * on port 0 itself; another process may take it meanwhile, so check that the program started there
+ * holds it (deployment.mjs does). For a dead endpoint use `deadEndpoint()`.
+ */
 export async function freePort() {
   const server = createNetServer().listen(0, "127.0.0.1");
   await once(server, "listening");
@@ -394,6 +398,17 @@ export async function freePort() {
   server.close();
   await once(server, "close");
   return port;
+}
+
+/**
+ * A dead HTTP endpoint that stays dead: it holds its port (nobody else can take it) and cuts every
+ * connection before a byte is answered, as a backend that is down does. `url` and `close()`.
+ */
+export async function deadEndpoint() {
+  const server = createNetServer((socket) => socket.resetAndDestroy());
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => server.close() };
 }
 
 /**
