@@ -228,6 +228,86 @@ mod tests {
         assert!(!route.offer(("c".into(), vec![1])));
     }
 
+    /// A redis-server of the test's own on a unix socket (no port to race for), killed on drop.
+    struct OwnRedis {
+        child: std::process::Child,
+        dir: std::path::PathBuf,
+    }
+
+    impl OwnRedis {
+        async fn start() -> Self {
+            let dir = std::env::temp_dir()
+                .join(format!("bridge-redis-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let child = std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    "0",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--unixsocket",
+                ])
+                .arg(dir.join("redis.sock"))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed for the tests (see README)");
+            for _ in 0..100 {
+                if dir.join("redis.sock").exists() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Self { child, dir }
+        }
+
+        fn url(&self) -> String {
+            format!("redis+unix://{}", self.dir.join("redis.sock").display())
+        }
+    }
+
+    impl Drop for OwnRedis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Through a real Redis: a subscribed stream that is never read keeps the first 64 MiB of
+    /// 1 MiB messages and drops the rest.
+    #[tokio::test]
+    async fn a_subscribed_stream_keeps_at_most_stream_bytes_unread() {
+        use futures_util::{FutureExt, StreamExt};
+        use socketioxide_redis::drivers::Driver;
+
+        let redis = OwnRedis::start().await;
+        let health = std::sync::Arc::new(super::Health::default());
+        let driver = super::RedisDriver::connect(&redis.url(), health)
+            .await
+            .expect("connect to the test's redis-server");
+        let chan = "bridge-test".to_owned();
+        let mut stream = driver.subscribe(chan.clone(), 1024).await.unwrap();
+        let message = vec![7u8; 1 << 20];
+        for _ in 0..70 {
+            driver.publish(chan.clone(), message.clone()).await.unwrap();
+        }
+        // Redis writes each message to the subscription before the PUBLISH's answer on the same
+        // connection, so all 70 were routed once the last answer came.
+        let mut kept = 0;
+        while let Some(Some((_, got))) = stream.next().now_or_never() {
+            assert_eq!(got.len(), 1 << 20);
+            kept += 1;
+        }
+        assert_eq!(
+            kept,
+            super::STREAM_BYTES >> 20,
+            "64 MiB kept, the rest dropped"
+        );
+        driver.unsubscribe(chan).await.unwrap();
+    }
+
     #[test]
     fn resp3_is_added_unless_a_protocol_is_named() {
         assert_eq!(
