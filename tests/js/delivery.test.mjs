@@ -36,7 +36,11 @@ test("retryable failures are retried with the same webhook-id until a 2xx", asyn
     assert.ok(got[2].at - got[1].at >= 490, `second backoff ${got[2].at - got[1].at} ms`);
     await settled(env, socket);
     assert.deepEqual(env.receiver.received.map((d) => d.json.event), ["flaky", "flaky", "flaky", "marker"], "no attempt after the 2xx");
-    const stats = await env.bridge.admin("GET", "/admin/stats");
+    // An attempt is counted once its answer is read, just after the receiver saw it.
+    const stats = await until(async () => {
+      const res = await env.bridge.admin("GET", "/admin/stats");
+      return res.body.webhook_attempts === 4 && res;
+    }, 5000, "four attempts counted");
     assert.equal(stats.body.webhooks_sent, 2, "flaky once, and the marker");
     socket.close();
   } finally {
@@ -274,7 +278,7 @@ test("metrics and stats count connections, events and webhook attempts", async (
     // The attempt is counted once its answer is read, just after the receiver saw it.
     const stats = await until(async () => {
       const body = (await env.bridge.admin("GET", "/admin/stats")).body;
-      return body.webhooks_sent >= 1 && body;
+      return body.webhooks_sent >= 1 && body.webhook_attempts >= 1 && body;
     }, 5000, "the attempt counted");
     assert.deepEqual(stats.connections, { "/chat": 1 });
     assert.equal(stats.events_in, 1);
