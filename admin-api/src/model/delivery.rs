@@ -15,7 +15,7 @@ pub struct DeliverySummary {
     pub id: String,
     /// The webhook it is for.
     pub webhook_id: String,
-    /// Event name, or `$connect` / `$disconnect`.
+    /// Event name: the client event, or the lifecycle event (`$connect`, `$join`, …).
     pub event: String,
     /// The socket whose event it carries, when known.
     pub socket_id: Option<String>,

@@ -12,16 +12,20 @@ use crate::model::{
 };
 
 /// List API keys (revoked ones included; keys themselves are never shown).
-#[utoipa::path(get, path = "/admin/api-keys", tag = "api-keys",
-    responses((status = 200, body = [ApiKey])),
+#[utoipa::path(get, path = "/admin/api-keys", operation_id = "listApiKeys", tag = "api-keys",
+    responses((status = 200, description = "Every key, revoked ones included", body = [ApiKey])),
     security(("admin_token" = [])))]
 pub async fn list(State(state): State<AdminState>) -> Result<Json<Vec<ApiKey>>, ApiError> {
     Ok(Json(state.store.list_api_keys().await?))
 }
 
 /// Create an API key; the answer's `key` is the only time it is shown.
-#[utoipa::path(post, path = "/admin/api-keys", tag = "api-keys", request_body = NewApiKey,
-    responses((status = 201, body = ApiKeyCreated), (status = 400, body = ErrorBody)),
+#[utoipa::path(post, path = "/admin/api-keys", operation_id = "createApiKey", tag = "api-keys",
+    request_body(content = NewApiKey, examples(
+        ("one" = (summary = "A backend's key for one namespace", value = json!({"name": "chat backend", "namespaces": ["/chat"]}))),
+        ("all" = (summary = "A key for every namespace", value = json!({"name": "ops", "namespaces": ["*"]}))),
+    )),
+    responses((status = 201, description = "Created; `key` is shown this once", body = ApiKeyCreated)),
     security(("admin_token" = [])))]
 pub async fn create(
     State(state): State<AdminState>,
@@ -44,9 +48,10 @@ pub async fn create(
 }
 
 /// Revoke an API key; it stops working on every node within a second.
-#[utoipa::path(delete, path = "/admin/api-keys/{id}", tag = "api-keys",
-    params(("id" = String, Path)),
-    responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody)),
+#[utoipa::path(delete, path = "/admin/api-keys/{id}", operation_id = "revokeApiKey", tag = "api-keys",
+    params(("id" = String, Path, description = "API key id")),
+    responses((status = 200, description = "The key, with its `revoked_at`", body = ApiKey),
+        (status = 404, description = "No API key has this id (`not_found`)", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn revoke(
     State(state): State<AdminState>,

@@ -14,22 +14,27 @@ use crate::store::DeliveryFilter;
 /// Deliveries listed when no `limit` is given.
 const DEFAULT_LIMIT: i64 = 100;
 
-/// Filters of `GET /admin/deliveries`.
+/// Filters of `GET /admin/deliveries` (query parameters; an empty value is no filter).
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
-    /// Only this webhook's deliveries.
+    /// Only this webhook's deliveries (its id).
     webhook: Option<String>,
     /// Only deliveries of this namespace's webhooks: its id or its name (`/chat`).
     namespace: Option<String>,
-    /// `pending`, `delivered`, `failed` or `dead`.
+    /// Only deliveries in this state.
+    #[param(value_type = Option<DeliveryStatus>)]
     status: Option<String>,
     /// Only those created at or after this RFC 3339 time.
+    #[param(value_type = Option<String>, format = DateTime, example = "2026-11-25T22:47:05Z")]
     since: Option<String>,
     /// Only those created before this RFC 3339 time.
+    #[param(value_type = Option<String>, format = DateTime, example = "2026-11-26T00:00:00+01:00")]
     until: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
-    /// 1 to 1000, default 100; newest first.
+    /// Page size, 1 to 1000 (default 100); newest first.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
@@ -94,8 +99,9 @@ fn time(field: &str, value: Option<String>) -> Result<Option<Timestamp>, ApiErro
 }
 
 /// List deliveries, newest first, a page at a time.
-#[utoipa::path(get, path = "/admin/deliveries", tag = "deliveries", params(DeliveryQuery),
-    responses((status = 200, body = DeliveryPage), (status = 400, body = ErrorBody)),
+#[utoipa::path(get, path = "/admin/deliveries", operation_id = "listDeliveries", tag = "deliveries", params(DeliveryQuery),
+    responses((status = 200, description = "A page of deliveries, newest first", body = DeliveryPage),
+        (status = 400, description = "A filter is not valid (`bad_request`, `invalid_field`); the message names it", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn list(
     State(state): State<AdminState>,
@@ -115,9 +121,10 @@ pub async fn list(
 }
 
 /// Read a delivery, with its payload and the history of its attempts.
-#[utoipa::path(get, path = "/admin/deliveries/{id}", tag = "deliveries",
-    params(("id" = String, Path)),
-    responses((status = 200, body = Delivery), (status = 404, body = ErrorBody)),
+#[utoipa::path(get, path = "/admin/deliveries/{id}", operation_id = "getDelivery", tag = "deliveries",
+    params(("id" = String, Path, description = "Delivery id (the `webhook-id` header, `msg_…`)")),
+    responses((status = 200, description = "The delivery, its payload and its attempts", body = Delivery),
+        (status = 404, description = "No delivery has this id (`not_found`)", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn get_one(
     State(state): State<AdminState>,
@@ -128,10 +135,11 @@ pub async fn get_one(
 
 /// Send a delivery again now, with the same `webhook-id` (one more attempt for a failed, dead or
 /// delivered one; 409 while a node is sending it).
-#[utoipa::path(post, path = "/admin/deliveries/{id}/retry", tag = "deliveries",
-    params(("id" = String, Path)),
-    responses((status = 200, body = Delivery), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)),
+#[utoipa::path(post, path = "/admin/deliveries/{id}/retry", operation_id = "retryDelivery", tag = "deliveries",
+    params(("id" = String, Path, description = "Delivery id (the `webhook-id` header, `msg_…`)")),
+    responses((status = 200, description = "The delivery, due now", body = Delivery),
+        (status = 404, description = "No delivery has this id (`not_found`)", body = ErrorBody),
+        (status = 409, description = "A node is sending it right now (`conflict`)", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn retry(
     State(state): State<AdminState>,
@@ -141,9 +149,10 @@ pub async fn retry(
 }
 
 /// Send every dead delivery of a webhook again (one more attempt each), e.g. after an outage.
-#[utoipa::path(post, path = "/admin/webhooks/{id}/retry-dead", tag = "deliveries",
-    params(("id" = String, Path)),
-    responses((status = 200, body = Retried), (status = 404, body = ErrorBody)),
+#[utoipa::path(post, path = "/admin/webhooks/{id}/retry-dead", operation_id = "retryDeadDeliveries", tag = "deliveries",
+    params(("id" = String, Path, description = "Webhook id")),
+    responses((status = 200, description = "How many dead deliveries are due again", body = Retried),
+        (status = 404, description = "No webhook has this id (`not_found`)", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn retry_dead(
     State(state): State<AdminState>,

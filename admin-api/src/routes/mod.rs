@@ -16,7 +16,9 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 pub use auth::AdminToken;
-pub use openapi::{AdminDoc, openapi_document};
+pub use openapi::{
+    AdminDoc, discriminated_union, merge_object, openapi_document, pascal_case, tagged_variants,
+};
 pub use stats::{NodeStats, OutboxStats, Stats, StatsSource};
 
 use crate::error::not_found_fallback;

@@ -75,8 +75,8 @@ pub trait StatsSource: Send + Sync {
 }
 
 /// Current counters of this node.
-#[utoipa::path(get, path = "/admin/stats", tag = "stats",
-    responses((status = 200, body = Stats)),
+#[utoipa::path(get, path = "/admin/stats", operation_id = "getStats", tag = "stats",
+    responses((status = 200, description = "This node's counters", body = Stats)),
     security(("admin_token" = [])))]
 pub async fn get_stats(State(state): State<AdminState>) -> Json<Stats> {
     Json(state.stats.snapshot())

@@ -16,9 +16,10 @@ use crate::model::{
 const ROTATION_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// List a namespace's webhooks.
-#[utoipa::path(get, path = "/admin/namespaces/{id}/webhooks", tag = "webhooks",
-    params(("id" = String, Path, description = "namespace id")),
-    responses((status = 200, body = [Webhook]), (status = 404, body = ErrorBody)),
+#[utoipa::path(get, path = "/admin/namespaces/{id}/webhooks", operation_id = "listWebhooks", tag = "webhooks",
+    params(("id" = String, Path, description = "Namespace id")),
+    responses((status = 200, description = "The namespace's webhooks (secrets never shown)", body = [Webhook]),
+        (status = 404, description = "No namespace has this id (`not_found`)", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn list(
     State(state): State<AdminState>,
@@ -29,10 +30,21 @@ pub async fn list(
 }
 
 /// Subscribe a URL to a namespace's events.
-#[utoipa::path(post, path = "/admin/namespaces/{id}/webhooks", tag = "webhooks",
-    params(("id" = String, Path, description = "namespace id")), request_body = NewWebhook,
-    responses((status = 201, body = WebhookCreated), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
+#[utoipa::path(post, path = "/admin/namespaces/{id}/webhooks", operation_id = "createWebhook", tag = "webhooks",
+    params(("id" = String, Path, description = "Namespace id")),
+    request_body(content = NewWebhook, examples(
+        ("events" = (summary = "Chat events, answered by the backend", value = json!({
+            "url": "https://backend.example.com/hooks/chat", "events": ["chat:*", "$connect", "$disconnect"],
+            "reply": true}))),
+        ("durable" = (summary = "Orders, kept and retried for hours", value = json!({
+            "url": "https://backend.example.com/hooks/orders", "events": ["order:placed"], "durable": true,
+            "timeout_ms": 10000, "headers": {"x-team": "orders"}}))),
+        ("presence" = (summary = "Room lifecycle", value = json!({
+            "url": "https://backend.example.com/hooks/presence",
+            "events": ["$room_occupied", "$room_vacated", "$join", "$leave"]}))),
+    )),
+    responses((status = 201, description = "Created; `secret` is shown this once when the bridge generated it", body = WebhookCreated),
+        (status = 404, description = "No namespace has this id (`not_found`)", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn create(
     State(state): State<AdminState>,
@@ -47,9 +59,10 @@ pub async fn create(
 }
 
 /// Read a webhook.
-#[utoipa::path(get, path = "/admin/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path)),
-    responses((status = 200, body = Webhook), (status = 404, body = ErrorBody)),
+#[utoipa::path(get, path = "/admin/webhooks/{id}", operation_id = "getWebhook", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    responses((status = 200, description = "The webhook (its secret never shown)", body = Webhook),
+        (status = 404, description = "No webhook has this id (`not_found`)", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn get_one(
     State(state): State<AdminState>,
@@ -59,10 +72,14 @@ pub async fn get_one(
 }
 
 /// Change a webhook.
-#[utoipa::path(patch, path = "/admin/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path)), request_body = WebhookPatch,
-    responses((status = 200, body = Webhook), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
+#[utoipa::path(patch, path = "/admin/webhooks/{id}", operation_id = "updateWebhook", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    request_body(content = WebhookPatch, examples(
+        ("disable" = (summary = "Stop deliveries", value = json!({"enabled": false}))),
+        ("events" = (summary = "Other events", value = json!({"events": ["*", "$connect"]}))),
+    )),
+    responses((status = 200, description = "The webhook as changed", body = Webhook),
+        (status = 404, description = "No webhook has this id (`not_found`)", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn update(
     State(state): State<AdminState>,
@@ -83,9 +100,10 @@ pub async fn update(
 }
 
 /// Delete a webhook and its deliveries.
-#[utoipa::path(delete, path = "/admin/webhooks/{id}", tag = "webhooks",
-    params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)),
+#[utoipa::path(delete, path = "/admin/webhooks/{id}", operation_id = "deleteWebhook", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    responses((status = 204, description = "Deleted"),
+        (status = 404, description = "No webhook has this id (`not_found`)", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn delete(
     State(state): State<AdminState>,
@@ -96,9 +114,10 @@ pub async fn delete(
 }
 
 /// Replace the signing secret; for 24 hours deliveries carry both signatures.
-#[utoipa::path(post, path = "/admin/webhooks/{id}/rotate-secret", tag = "webhooks",
-    params(("id" = String, Path)),
-    responses((status = 200, body = SecretRotated), (status = 404, body = ErrorBody)),
+#[utoipa::path(post, path = "/admin/webhooks/{id}/rotate-secret", operation_id = "rotateWebhookSecret", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    responses((status = 200, description = "The webhook and its new secret, shown this once", body = SecretRotated),
+        (status = 404, description = "No webhook has this id (`not_found`)", body = ErrorBody)),
     security(("admin_token" = [])))]
 pub async fn rotate_secret(
     State(state): State<AdminState>,
