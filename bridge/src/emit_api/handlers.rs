@@ -27,11 +27,17 @@ use crate::payload::{AckArgs, Args, message_size};
 use crate::socket::session::INERT_ROOM;
 
 /// Emit an event to sockets of a namespace.
-#[utoipa::path(post, path = "/v1/emit", tag = "emit", request_body = EmitRequest,
-    responses((status = 200, body = EmitResponse), (status = 400, body = admin_api::error::ErrorBody),
-        (status = 401, body = admin_api::error::ErrorBody), (status = 403, body = admin_api::error::ErrorBody),
-        (status = 404, body = admin_api::error::ErrorBody), (status = 413, body = admin_api::error::ErrorBody),
-        (status = 415, body = admin_api::error::ErrorBody), (status = 429, body = admin_api::error::ErrorBody)),
+#[utoipa::path(post, path = "/v1/emit", operation_id = "emitEvent", tag = "emit",
+    request_body(content = EmitRequest, examples(
+        ("room" = (summary = "One argument to a room", value = json!({"namespace": "/chat", "rooms": ["lobby"],
+            "event": "chat:message", "data": {"from": "backend", "text": "hello"}}))),
+        ("user" = (summary = "Several arguments to a user's sockets, but not in one room", value = json!({
+            "namespace": "/chat", "users": ["alice"], "except": ["muted"], "event": "notice", "args": ["maintenance", 5]}))),
+        ("acks" = (summary = "Wait for the clients' acknowledgements", value = json!({"namespace": "/chat",
+            "sockets": ["Xv3Lx2ZyV0eXlWbeAAAB"], "event": "ping", "ack_timeout_ms": 2000}))),
+    )),
+    responses((status = 200, description = "Sent; with `ack_timeout_ms`, the acknowledgements", body = EmitResponse),
+        (status = 413, description = "The request body, or the message to clients, is too large (`payload_too_large`)", body = admin_api::error::ErrorBody)),
     security(("api_key" = [])))]
 pub async fn emit<A: Adapter>(
     State(state): State<EmitState<A>>,
@@ -42,9 +48,12 @@ pub async fn emit<A: Adapter>(
 }
 
 /// Emit up to 100 messages in order; each gets its own result.
-#[utoipa::path(post, path = "/v1/emit/batch", tag = "emit", request_body = BatchRequest,
-    responses((status = 200, body = BatchResponse), (status = 400, body = admin_api::error::ErrorBody),
-        (status = 401, body = admin_api::error::ErrorBody)),
+#[utoipa::path(post, path = "/v1/emit/batch", operation_id = "emitBatch", tag = "emit",
+    request_body(content = BatchRequest, example = json!({"messages": [
+        {"namespace": "/chat", "rooms": ["lobby"], "event": "chat:message", "data": {"text": "one"}},
+        {"namespace": "/chat", "rooms": ["lobby"], "event": "chat:message", "data": {"text": "two"}}]})),
+    responses((status = 200, description = "One result per message, in order", body = BatchResponse),
+        (status = 400, description = "Not a list of at most 100 messages (`bad_request`, `invalid_field`)", body = admin_api::error::ErrorBody)),
     security(("api_key" = [])))]
 pub async fn batch<A: Adapter>(
     State(state): State<EmitState<A>>,
@@ -213,8 +222,9 @@ fn operators<A: Adapter>(
 }
 
 /// Make sockets join rooms.
-#[utoipa::path(post, path = "/v1/join", tag = "rooms", request_body = RoomsRequest,
-    responses((status = 200, body = OkResponse), (status = 400, body = admin_api::error::ErrorBody)),
+#[utoipa::path(post, path = "/v1/join", operation_id = "joinRooms", tag = "rooms",
+    request_body(content = RoomsRequest, example = json!({"namespace": "/chat", "users": ["alice"], "join": ["team-1"]})),
+    responses((status = 200, description = "The sockets joined", body = OkResponse)),
     security(("api_key" = [])))]
 pub async fn join<A: Adapter>(
     State(state): State<EmitState<A>>,
@@ -225,8 +235,9 @@ pub async fn join<A: Adapter>(
 }
 
 /// Make sockets leave rooms.
-#[utoipa::path(post, path = "/v1/leave", tag = "rooms", request_body = RoomsRequest,
-    responses((status = 200, body = OkResponse), (status = 400, body = admin_api::error::ErrorBody)),
+#[utoipa::path(post, path = "/v1/leave", operation_id = "leaveRooms", tag = "rooms",
+    request_body(content = RoomsRequest, example = json!({"namespace": "/chat", "rooms": ["team-1"], "leave": ["team-1"]})),
+    responses((status = 200, description = "The sockets left", body = OkResponse)),
     security(("api_key" = [])))]
 pub async fn leave<A: Adapter>(
     State(state): State<EmitState<A>>,
@@ -258,8 +269,9 @@ async fn change_rooms<A: Adapter>(
 }
 
 /// Disconnect sockets.
-#[utoipa::path(post, path = "/v1/disconnect", tag = "rooms", request_body = DisconnectRequest,
-    responses((status = 200, body = OkResponse), (status = 400, body = admin_api::error::ErrorBody)),
+#[utoipa::path(post, path = "/v1/disconnect", operation_id = "disconnectSockets", tag = "rooms",
+    request_body(content = DisconnectRequest, example = json!({"namespace": "/chat", "users": ["mallory"]})),
+    responses((status = 200, description = "The sockets are disconnected", body = OkResponse)),
     security(("api_key" = [])))]
 pub async fn disconnect<A: Adapter>(
     State(state): State<EmitState<A>>,
@@ -279,8 +291,8 @@ pub async fn disconnect<A: Adapter>(
 }
 
 /// List the sockets of a namespace, optionally in a room and/or of a user, a page at a time.
-#[utoipa::path(get, path = "/v1/sockets", tag = "rooms", params(SocketsQuery),
-    responses((status = 200, body = SocketsResponse), (status = 400, body = admin_api::error::ErrorBody)),
+#[utoipa::path(get, path = "/v1/sockets", operation_id = "listSockets", tag = "rooms", params(SocketsQuery),
+    responses((status = 200, description = "A page of sockets, by id", body = SocketsResponse)),
     security(("api_key" = [])))]
 pub async fn sockets<A: Adapter>(
     State(state): State<EmitState<A>>,
@@ -372,8 +384,8 @@ async fn socket_entry<A: Adapter>(
 }
 
 /// List the rooms of a namespace (socket-id rooms left out), a page at a time.
-#[utoipa::path(get, path = "/v1/rooms", tag = "rooms", params(RoomsQuery),
-    responses((status = 200, body = RoomsResponse), (status = 400, body = admin_api::error::ErrorBody)),
+#[utoipa::path(get, path = "/v1/rooms", operation_id = "listRooms", tag = "rooms", params(RoomsQuery),
+    responses((status = 200, description = "A page of room names, sorted", body = RoomsResponse)),
     security(("api_key" = [])))]
 pub async fn rooms<A: Adapter>(
     State(state): State<EmitState<A>>,
@@ -417,9 +429,9 @@ pub async fn rooms<A: Adapter>(
 }
 
 /// Presence: the distinct users in a room, with how many of their sockets are in it.
-#[utoipa::path(get, path = "/v1/rooms/{room}/members", tag = "rooms",
-    params(("room" = String, Path, description = "room name"), MembersQuery),
-    responses((status = 200, body = MembersResponse), (status = 400, body = admin_api::error::ErrorBody)),
+#[utoipa::path(get, path = "/v1/rooms/{room}/members", operation_id = "listRoomMembers", tag = "rooms",
+    params(("room" = String, Path, description = "Room name"), MembersQuery),
+    responses((status = 200, description = "A page of the room's users, by id", body = MembersResponse)),
     security(("api_key" = [])))]
 pub async fn members<A: Adapter>(
     State(state): State<EmitState<A>>,

@@ -20,6 +20,7 @@ use socketioxide::adapter::Adapter;
 use utoipa::OpenApi;
 
 use crate::socket::Gateway;
+use crate::webhook::openapi::Webhooks;
 use auth::KeyActivity;
 
 /// What every emit API handler needs.
@@ -55,18 +56,20 @@ pub fn router<A: Adapter>(state: EmitState<A>) -> Router {
         .with_state(state)
 }
 
-/// The emit API's part of the OpenAPI document.
+/// The data plane's part of the OpenAPI document: the emit API, and the `webhooks` section.
 #[derive(OpenApi)]
 #[openapi(
     paths(handlers::emit, handlers::batch, handlers::join, handlers::leave, handlers::disconnect,
         handlers::sockets, handlers::rooms, handlers::members),
     components(schemas(model::EmitRequest, model::EmitResponse, model::AckEntry, model::BatchRequest,
-        model::BatchResponse, model::RoomsRequest, model::DisconnectRequest, model::OkResponse,
-        model::SocketEntry, model::SocketsResponse, model::RoomsResponse, model::Member,
-        model::MembersResponse)),
+        model::BatchResponse, model::BatchResult, model::RoomsRequest, model::DisconnectRequest,
+        model::OkResponse, model::SocketEntry, model::SocketsResponse, model::RoomsResponse,
+        model::Member, model::MembersResponse)),
+    modifiers(&Webhooks),
     tags(
         (name = "emit", description = "Emit API (public listener): send events to clients"),
         (name = "rooms", description = "Emit API (public listener): rooms, listings, disconnects"),
+        (name = "webhooks", description = "Requests the bridge sends to webhook URLs"),
     )
 )]
 pub struct EmitDoc;

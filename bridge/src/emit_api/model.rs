@@ -77,9 +77,9 @@ pub struct EmitRequest {
     pub namespace: String,
     /// Event name.
     pub event: String,
-    /// The one argument (any JSON; `{"$binary": base64}` for binary).
+    /// The one argument (any JSON, `null` included; `{"$binary": base64}` for binary).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub data: Option<Value>,
     /// Several arguments, instead of `data`.
     pub args: Option<Vec<Value>>,
@@ -188,8 +188,7 @@ fn validate_rooms(field: &str, rooms: Option<&[String]>) -> Result<(), ApiError>
 pub struct AckEntry {
     /// The socket that answered.
     pub socket: String,
-    /// Its acknowledgement arguments (binaries as `{"$binary": base64}`).
-    #[schema(value_type = Vec<Object>)]
+    /// Its acknowledgement arguments, any JSON (binaries as `{"$binary": base64}`).
     pub args: Vec<Value>,
 }
 
@@ -221,8 +220,19 @@ pub struct BatchRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchResponse {
     /// Results in message order.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<BatchResult>)]
     pub results: Vec<Value>,
+}
+
+/// The result of one batch message: its emit answer, or the error it would have had alone.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchResult {
+    /// Sent.
+    Sent(EmitResponse),
+    /// Not sent: the error `POST /v1/emit` would answer (`forbidden`, `not_found`,
+    /// `invalid_field`, …).
+    Failed(admin_api::error::ErrorBody),
 }
 
 /// Body of `POST /v1/join` and `POST /v1/leave`.
@@ -310,8 +320,10 @@ pub const MAX_PAGE: usize = 1000;
 
 /// Query of `GET /v1/sockets`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SocketsQuery {
-    /// Namespace name.
+    /// Namespace name (required).
+    #[param(required = true, value_type = String, example = "/chat")]
     pub namespace: Option<String>,
     /// Only sockets in this room.
     pub room: Option<String>,
@@ -326,8 +338,10 @@ pub struct SocketsQuery {
 
 /// Query of `GET /v1/rooms`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RoomsQuery {
-    /// Namespace name.
+    /// Namespace name (required).
+    #[param(required = true, value_type = String, example = "/chat")]
     pub namespace: Option<String>,
     /// Page size, 1 to 1000 [default: 1000].
     #[param(minimum = 1, maximum = 1000)]
@@ -338,8 +352,10 @@ pub struct RoomsQuery {
 
 /// Query of `GET /v1/rooms/{room}/members`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MembersQuery {
-    /// Namespace name.
+    /// Namespace name (required).
+    #[param(required = true, value_type = String, example = "/chat")]
     pub namespace: Option<String>,
     /// Page size, 1 to 1000 [default: 1000].
     #[param(minimum = 1, maximum = 1000)]

@@ -4,13 +4,15 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// Which socket a delivery is about.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SocketInfo {
     /// Socket id.
     pub id: String,
-    /// `sub` of its token, or the id a `$connect` reply gave.
+    /// `sub` of its token, or the id a `$connect` reply gave; null when it has none.
+    #[schema(required = true)]
     pub user_id: Option<String>,
     /// Rooms it is in.
     pub rooms: Vec<String>,
@@ -19,20 +21,21 @@ pub struct SocketInfo {
 }
 
 /// What the client sent at the handshake, for `$connect`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Handshake {
-    /// The auth payload of a v3/v4 client, or null.
+    /// The auth payload of a v3/v4 client (any JSON; `token` is `"[redacted]"` in a JWT
+    /// namespace), or null.
     pub auth: Value,
     /// Query parameters of the handshake request.
     pub query: BTreeMap<String, String>,
-    /// `origin` and `user-agent`.
+    /// `origin` and `user-agent`, when the client sent them.
     pub headers: BTreeMap<String, String>,
     /// `ip:port` of the client.
     pub address: String,
 }
 
 /// `type`-specific part of a body.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Kind {
     /// A client event.
@@ -57,7 +60,7 @@ pub enum Kind {
 }
 
 /// A whole delivery body.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Body {
     /// The kind and its fields.
     #[serde(flatten)]
@@ -70,6 +73,7 @@ pub struct Body {
     /// `disconnect`, so a backend can restore order or see a gap.
     pub seq: u64,
     /// When the bridge saw it (RFC 3339, ms).
+    #[schema(format = DateTime)]
     pub timestamp: String,
 }
 
@@ -96,7 +100,7 @@ impl Body {
 }
 
 /// What happened to a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RoomChange {
     /// The room got its first socket on the node.
@@ -122,7 +126,7 @@ impl RoomChange {
 }
 
 /// The body of a room lifecycle delivery.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RoomBody {
     /// What happened.
     #[serde(rename = "type")]
@@ -143,6 +147,7 @@ pub struct RoomBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// When the bridge saw it (RFC 3339, ms).
+    #[schema(format = DateTime)]
     pub timestamp: String,
 }
 

@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod dispatch;
+pub mod openapi;
 pub mod outbox;
 pub mod queue_budget;
 pub mod reply;
