@@ -41,7 +41,7 @@ pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
     /// The database could not be reached.
-    #[error("database unreachable: {0}")]
+    #[error("database unreachable: {}", Driver(.0))]
     Unavailable(sqlx::Error),
     /// `DATABASE_URL` is not a supported URL.
     #[error("unsupported DATABASE_URL {0:?}: expected sqlite://PATH or postgres://…")]
@@ -59,8 +59,22 @@ pub enum StoreError {
     )]
     MissingKey(String),
     /// Any other database error.
-    #[error("database error: {0}")]
+    #[error("database error: {}", Driver(.0))]
     Database(sqlx::Error),
+}
+
+/// A driver error as a user reads it: the server's own message for an error the database
+/// returned (sqlx's `Display` adds "error returned from database:" and the line of Postgres's C
+/// source that raised it), the driver's text otherwise.
+struct Driver<'a>(&'a sqlx::Error);
+
+impl std::fmt::Display for Driver<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            sqlx::Error::Database(db) => f.write_str(db.message()),
+            other => other.fmt(f),
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -211,7 +225,21 @@ impl Store {
             Engine::Postgres => &POSTGRES_MIGRATIONS,
             Engine::Sqlite => &SQLITE_MIGRATIONS,
         };
-        migrator.run(&self.pool).await?;
+        let mut conn = self.pool.acquire().await?;
+        if self.engine == Engine::Postgres {
+            // Postgres sends a NOTICE for each `IF NOT EXISTS` that finds its object (sqlx's own
+            // `_sqlx_migrations` on every start after the first), which sqlx logs at INFO. Only
+            // warnings and errors are worth a line in the bridge's log.
+            sqlx::query("SET client_min_messages TO warning")
+                .execute(&mut *conn)
+                .await?;
+        }
+        migrator.run_direct(None, &mut *conn, false).await?;
+        if self.engine == Engine::Postgres {
+            sqlx::query("RESET client_min_messages")
+                .execute(&mut *conn)
+                .await?;
+        }
         Ok(())
     }
 
