@@ -29,6 +29,63 @@ pub struct Cli {
     pub settings: Settings,
 }
 
+impl Cli {
+    /// Parses `args` (the program name first) and the environment. A value clap refuses names
+    /// where it came from: the flag when it was given on the command line, else its environment
+    /// variable (clap's own message names the flag even for `BRIDGE_MAX_PAYLOAD=abc`).
+    pub fn try_parse_args(args: Vec<std::ffi::OsString>) -> Result<Self, clap::Error> {
+        Self::try_parse_from(&args).map_err(|err| match from_env(&err, &args) {
+            Some(message) => clap::Error::raw(err.kind(), message),
+            None => err,
+        })
+    }
+}
+
+/// When `err` refuses a value that came from an environment variable, its message with the
+/// variable named instead of the flag (`invalid value 'abc' for BRIDGE_MAX_PAYLOAD (the
+/// environment variable of --max-payload): …`).
+fn from_env(err: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        err.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    // The argument as clap shows it: `--max-payload <MAX_PAYLOAD>`.
+    let Some(ContextValue::String(shown)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = shown.split_whitespace().next()?;
+    let long = flag.strip_prefix("--")?;
+    let command = Cli::command();
+    let env = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))?
+        .get_env()?
+        .to_str()?;
+    // A flag on the command line beats its variable, so the value came from the variable only
+    // when the flag is absent.
+    let given = args.iter().skip(1).any(|arg| {
+        let arg = arg.to_string_lossy();
+        arg == flag
+            || arg
+                .strip_prefix(flag)
+                .is_some_and(|rest| rest.starts_with('='))
+    });
+    if given {
+        return None;
+    }
+    let message = err.render().to_string();
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    Some(message.replacen(
+        &format!("'{shown}'"),
+        &format!("{env} (the environment variable of {flag})"),
+        1,
+    ))
+}
+
 /// Subcommands.
 #[derive(Debug, Clone, Subcommand, PartialEq, Eq)]
 pub enum Command {

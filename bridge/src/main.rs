@@ -4,10 +4,9 @@ use std::process::ExitCode;
 
 use bridge::config::{Cli, Command, Config};
 use bridge::{Application, app, shutdown, telemetry, token};
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse_args(std::env::args_os().collect()).unwrap_or_else(|err| err.exit());
     let config = match Config::load(cli.settings) {
         Ok(config) => config,
         Err(err) => {
