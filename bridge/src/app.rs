@@ -207,6 +207,17 @@ impl Application {
             stopping,
             drain: config.drain,
         };
+        if app.catalog.current().namespaces.is_empty() {
+            // A first run: say what makes the bridge useful, since every client is refused. Before
+            // the listening line, which stays the last line of the start.
+            tracing::info!(
+                "no namespaces yet, so clients are refused (`Invalid namespace`): create one \
+                 with the admin API (POST http://{}/admin/namespaces with the admin token, see \
+                 docs/admin-api.md), declare them in a config file (--config FILE, see \
+                 docs/configuration.md), or follow the README's quick start",
+                app.admin_addr()
+            );
+        }
         tracing::info!(
             node = %cluster.node_id,
             adapter = cluster.adapter.as_str(),

@@ -274,6 +274,9 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
         if had_root && !has_root {
             self.disconnect_root();
         }
+        if has_root && !had_root {
+            tracing::info!(namespace = "/", "namespace registered");
+        }
         added
     }
 
@@ -332,7 +335,13 @@ impl<A: Adapter + DefinedAdapter> Gateway<A> {
         // With a remote adapter this subscribes to the namespace's channels in the background
         // (errors are logged by the adapter).
         self.io.ns(name.to_owned(), on_connect.with(admit)).spawn();
-        tracing::info!(namespace = name, "namespace registered");
+        if name == "/" {
+            // Registered at start whatever the store says (v2 clients always join it); it is
+            // announced once the store declares it (`apply_catalog`).
+            tracing::debug!("namespace / registered for v2 clients, inert unless the store has it");
+        } else {
+            tracing::info!(namespace = name, "namespace registered");
+        }
     }
 
     /// The end of a stop, once [`Gateway::hand_over`] closed the clients' transports: the emit
