@@ -396,3 +396,210 @@ async fn token_signs_for_a_shared_secret_namespace() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// A value refused by the command line's parser names where it came from: the environment
+/// variable when the flag is absent (clap alone names the flag, which the user never typed), the
+/// flag when it is given (it beats the variable).
+#[test]
+fn a_bad_value_names_the_variable_or_the_flag_it_came_from() {
+    let db = temp_db();
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = bridge();
+        cmd.arg("migrate").env("DATABASE_URL", &db).args(args);
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let out = output(&mut cmd);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (name, value, flag) in [
+        ("BRIDGE_MAX_PAYLOAD", "abc", "--max-payload"),
+        ("BRIDGE_PING_INTERVAL_MS", "-1", "--ping-interval-ms"),
+        ("BRIDGE_ADAPTER", "nope", "--adapter"),
+        ("BRIDGE_PLAYGROUND", "maybe", "--playground"),
+    ] {
+        let (code, stderr) = run(&[(name, value)], &[]);
+        assert_eq!(code, Some(2), "{name}={value}: {stderr}");
+        let expected = format!(
+            "error: invalid value '{value}' for {name} (the environment variable of {flag})"
+        );
+        assert!(stderr.starts_with(&expected), "{name}={value}: {stderr}");
+    }
+    // The flag's value is the one read, whatever the variable holds: the flag is named.
+    for args in [&["--max-payload", "abc"][..], &["--max-payload=abc"][..]] {
+        for env in ["5000", "xyz"] {
+            let (code, stderr) = run(&[("BRIDGE_MAX_PAYLOAD", env)], args);
+            assert_eq!(code, Some(2), "{args:?}: {stderr}");
+            assert!(
+                stderr.starts_with("error: invalid value 'abc' for '--max-payload <MAX_PAYLOAD>'")
+                    && !stderr.contains("BRIDGE_MAX_PAYLOAD"),
+                "{args:?} with BRIDGE_MAX_PAYLOAD={env}: {stderr}"
+            );
+        }
+    }
+}
+
+/// The Postgres server the tests use (`TEST_POSTGRES_URL`, as in the workspace's other tests),
+/// without its database: `postgres://user@host:port`.
+fn postgres_server() -> String {
+    let url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("a database in TEST_POSTGRES_URL");
+    base.to_owned()
+}
+
+/// A database name of this run (`bridge_test_<run>_…`, so that `scripts/test` drops it if the test
+/// cannot).
+fn test_database_name() -> String {
+    let run =
+        std::env::var("BRIDGE_TEST_RUN").unwrap_or_else(|_| format!("cli_{}", std::process::id()));
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    format!("bridge_test_{run}_{}", &unique[..16])
+}
+
+/// A Postgres database that does not exist is one line in the server's words, without the
+/// driver's "error returned from database" and the line of Postgres's C source ("at line 948").
+#[test]
+fn a_missing_postgres_database_is_one_clean_line() {
+    let name = test_database_name();
+    let url = format!("{}/{name}", postgres_server());
+    let out = output(bridge().arg("migrate").env("DATABASE_URL", &url));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("error: store postgres://")
+            && lines[0].ends_with(&format!(
+                "/{name}: database unreachable: database \"{name}\" does not exist"
+            )),
+        "{stderr}"
+    );
+}
+
+/// A node that starts on a database another node already migrated logs no Postgres notice
+/// (sqlx logs `relation "_sqlx_migrations" already exists, skipping` at INFO otherwise).
+#[tokio::test]
+async fn a_second_migration_logs_no_postgres_notice() {
+    use sqlx::{Connection, Executor};
+    let server = postgres_server();
+    let name = test_database_name();
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("Postgres must be running for the tests (see CONTRIBUTING.md)");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    let url = format!("{server}/{name}");
+    let runs: Vec<Output> = (0..2)
+        .map(|_| output(bridge().arg("migrate").env("DATABASE_URL", &url)))
+        .collect();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
+        .await
+        .unwrap();
+    for (i, out) in runs.iter().enumerate() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "run {i}: {stderr}");
+        assert!(stderr.contains("migrations applied"), "run {i}: {stderr}");
+        assert!(
+            !stderr.contains("sqlx::postgres::notice") && !stderr.contains("already exists"),
+            "run {i}: {stderr}"
+        );
+    }
+}
+
+/// Runs `serve` until its listening line, the last line of its start, and returns every line it
+/// logged until then; the process is killed afterwards.
+fn serve_until_listening(cmd: &mut Command) -> Vec<String> {
+    let mut child = Running(
+        cmd.stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, lines) = mpsc::channel();
+    let stderr = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + RUN_LIMIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let listening = line.contains("listening public=");
+                seen.push(line);
+                if listening {
+                    return seen;
+                }
+            }
+            Err(e) => panic!(
+                "no listening line within {RUN_LIMIT:?} ({e:?}); stderr:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+/// A bridge with no namespaces says at start what to do next; `/`, which it keeps for v2 clients
+/// but refuses to v3/v4 ones while the store lacks it, is logged as registered only once the
+/// store has it. Both are said before the listening line.
+#[test]
+fn a_first_start_says_what_to_do_next_and_root_is_logged_only_when_declared() {
+    let lines = serve_until_listening(bridge().env("DATABASE_URL", temp_db()));
+    let log = lines.join("\n");
+    let hint = lines
+        .iter()
+        .find(|l| l.contains("no namespaces yet"))
+        .unwrap_or_else(|| panic!("a hint for a bridge without namespaces:\n{log}"));
+    for says in [
+        "Invalid namespace",
+        "/admin/namespaces",
+        "docs/admin-api.md",
+        "--config",
+        "docs/configuration.md",
+        "quick start",
+    ] {
+        assert!(hint.contains(says), "the hint mentions {says}: {hint}");
+    }
+    assert!(!log.contains("namespace registered"), "{log}");
+
+    let dir = std::env::temp_dir().join(format!("bridge-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bridge.toml");
+    std::fs::write(
+        &file,
+        "[[namespaces]]\nname = \"/\"\n\n[[namespaces]]\nname = \"/chat\"\n",
+    )
+    .unwrap();
+    let lines = serve_until_listening(
+        bridge()
+            .env("DATABASE_URL", temp_db())
+            .env("BRIDGE_CONFIG", &file),
+    );
+    let log = lines.join("\n");
+    for ns in ["/", "/chat"] {
+        let registered = format!("namespace registered namespace=\"{ns}\"");
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(&registered)).count(),
+            1,
+            "{registered} once:\n{log}"
+        );
+    }
+    assert!(!log.contains("no namespaces yet"), "{log}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
