@@ -226,6 +226,8 @@ test("console: every file of the dashboard and the playground carries the strict
     // In the browser: an inline script is blocked, and so is a request to another origin.
     for (const url of [`${bridge.adminUrl}/ui/`, `${bridge.url}/playground/`]) {
       await page.goto(url);
+      // The icon is inline, so the browser asks for no /favicon.ico (a 404 in its console at every load).
+      assert.match(await page.getAttribute("link[rel=icon]", "href"), /^data:image\/svg\+xml,/, `${url}: an inline icon`);
       const outcome = await page.evaluate(async (elsewhere) => {
         const violations = [];
         document.addEventListener("securitypolicyviolation", (e) => violations.push(e.effectiveDirective));
