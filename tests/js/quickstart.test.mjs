@@ -1,6 +1,7 @@
 // The README's quick start, run as written: its ```sh quickstart:* blocks are read from README.md
-// and run with bash in a fresh folder holding a copy of examples/. The one substitution: `cargo run
-// [-q] --release -p bridge --` becomes the binary under test (a release build takes minutes).
+// and each run with bash in a shell of its own, started in a fresh folder that stands for the repo
+// root (a copy of examples/). The one substitution: `cargo run [-q] --release -p bridge --` becomes
+// the binary under test (a release build takes minutes).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -46,10 +47,15 @@ const portTaken = (port) =>
     socket.on("error", () => resolve(false));
   });
 
-test("the README's quick start works as written: client event, verified webhook, ack, emit API, client", async () => {
+test("the README's quick start works as written: every block from the repo root, client events, verified webhooks, acks, a push reaching both clients", async () => {
   for (const port of [3000, 3001, 4000]) assert.equal(await portTaken(port), false, `port ${port} is free for the quick start`);
   const blocks = quickstartBlocks();
   assert.deepEqual(Object.keys(blocks).sort(), ["backend", "bridge", "client", "client-v2", "emit", "env"]);
+  // Each block runs in a fresh shell at the root below; none may leave its terminal elsewhere,
+  // since the README lets any block run in a terminal an earlier one used.
+  for (const [name, body] of Object.entries(blocks)) {
+    assert.doesNotMatch(body, /(^|[;&|(]\s*)(cd|pushd)\s/m, `block ${name} changes directory`);
+  }
   const dir = mkdtempSync(join(tmpdir(), "bridge-quickstart-"));
   cpSync(join(root, "examples"), join(dir, "examples"), { recursive: true, filter: (src) => !src.includes("node_modules") });
   const running = [];
@@ -61,6 +67,7 @@ test("the README's quick start works as written: client event, verified webhook,
     await bridge.waitFor(/listening public=127\.0\.0\.1:3000/);
     assert.match(bridge.out, /bootstrap: namespace \/chat created/);
     assert.match(bridge.out, /bootstrap: api key quickstart-backend created/);
+    assert.doesNotMatch(bridge.out, /no namespaces yet/, "the first-run hint is only for a bridge without namespaces");
 
     const backend = background(blocks.backend, dir);
     running.push(backend);
@@ -75,16 +82,21 @@ test("the README's quick start works as written: client event, verified webhook,
     assert.match(backend.out, /webhook msg_\S+ verified/);
     assert.match(backend.out, /\/chat: chat:message from ann/);
 
-    const emitted = execFileSync("bash", ["-c", blocks.emit], { cwd: dir, encoding: "utf8" });
-    assert.equal(emitted.trim(), '{"ok":true}');
-    await client.waitFor(/chat:message \{"from":"curl","text":"hello from REST"\}/);
-
+    // The v2 client uses the packages the v4 block installed.
     const v2 = background(blocks["client-v2"], dir);
     running.push(v2);
     await v2.waitFor(/connected as/);
+    await v2.waitFor(/welcome, alice/);
     await v2.waitFor(/ack \{"delivered_to":"lobby","ok":true\}/);
     await v2.waitFor(/chat:message \{"from":"alice","text":"hello from a v2 client"\}/);
     assert.match(backend.out, /\/private: alice connected/);
+
+    // Step 6: one push, printed by both clients (each in its own namespace's lobby).
+    const emitted = execFileSync("bash", ["-c", blocks.emit], { cwd: dir, encoding: "utf8" });
+    assert.deepEqual(JSON.parse(emitted), { results: [{ ok: true }, { ok: true }] });
+    const pushed = /chat:message \{"from":"curl","text":"hello from REST"\}/;
+    await client.waitFor(pushed);
+    await v2.waitFor(pushed);
     assert.doesNotMatch(backend.out, /bad signature/);
   } finally {
     for (const run of running.reverse()) run.stop();
