@@ -517,9 +517,18 @@ async fn a_second_migration_logs_no_postgres_notice() {
     }
 }
 
-/// Runs `serve` until its listening line, the last line of its start, and returns every line it
-/// logged until then; the process is killed afterwards.
-fn serve_until_listening(cmd: &mut Command) -> Vec<String> {
+/// A `serve` run that has logged its listening line; killed when dropped.
+struct Serving {
+    child: Running,
+    lines: mpsc::Receiver<String>,
+    /// Every line logged so far.
+    seen: Vec<String>,
+    /// The admin listener's address.
+    admin: String,
+}
+
+/// Runs `serve` until its listening line, the last line of its start.
+fn serve(cmd: &mut Command) -> Serving {
     let mut child = Running(
         cmd.stdin(Stdio::null())
             .stderr(Stdio::piped())
@@ -541,10 +550,19 @@ fn serve_until_listening(cmd: &mut Command) -> Vec<String> {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left) {
             Ok(line) => {
-                let listening = line.contains("listening public=");
+                let admin = line
+                    .split_once("listening public=")
+                    .and_then(|(_, rest)| rest.split_once("admin="))
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .map(str::to_owned);
                 seen.push(line);
-                if listening {
-                    return seen;
+                if let Some(admin) = admin {
+                    return Serving {
+                        child,
+                        lines,
+                        seen,
+                        admin,
+                    };
                 }
             }
             Err(e) => panic!(
@@ -552,6 +570,96 @@ fn serve_until_listening(cmd: &mut Command) -> Vec<String> {
                 seen.join("\n")
             ),
         }
+    }
+}
+
+impl Serving {
+    /// Kills the process and returns every line it logged.
+    fn kill(mut self) -> Vec<String> {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        // Its stderr closes with it: what it wrote before is all here.
+        let deadline = Instant::now() + RUN_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.seen,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("stderr still open after a kill"),
+            }
+        }
+    }
+}
+
+/// Runs `serve` until its listening line and returns every line it logged until then; the process
+/// is killed afterwards.
+fn serve_until_listening(cmd: &mut Command) -> Vec<String> {
+    serve(cmd).seen
+}
+
+/// POSTs a JSON `body` to the admin API at `addr`; the answer's status code.
+fn admin_post(addr: &str, token: &str, path: &str, body: &str) -> u16 {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(RUN_LIMIT)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("an HTTP answer: {answer}"))
+}
+
+/// The Postgres adapter creates its attachments table (`CREATE TABLE IF NOT EXISTS`) for every
+/// namespace, which found it there made Postgres send a NOTICE that sqlx logs at INFO: on every
+/// start after the first, and for every namespace after the first. No node logs one.
+#[tokio::test]
+async fn nodes_on_the_postgres_adapter_log_no_postgres_notice() {
+    use sqlx::{Connection, Executor};
+    let server = postgres_server();
+    let name = test_database_name();
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("Postgres must be running for the tests (see CONTRIBUTING.md)");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    let url = format!("{server}/{name}");
+    let mut logs = Vec::new();
+    for node in 0..2 {
+        let serving = serve(
+            bridge()
+                .env("DATABASE_URL", &url)
+                .env("BRIDGE_ADAPTER", "postgres")
+                .env("BRIDGE_ADMIN_TOKEN", "cli-test-token"),
+        );
+        // A creation answers once this node serves the namespace, its adapter (and so its
+        // table) set up: anything that logged is in stderr by then.
+        let body = format!(r#"{{"name": "/room{node}"}}"#);
+        let status = admin_post(&serving.admin, "cli-test-token", "/admin/namespaces", &body);
+        logs.push((status, serving.kill().join("\n")));
+    }
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
+        .await
+        .unwrap();
+    for (node, (status, log)) in logs.iter().enumerate() {
+        assert_eq!(*status, 201, "node {node}: {log}");
+        assert!(
+            !log.contains("sqlx::postgres::notice") && !log.contains("already exists"),
+            "node {node}: {log}"
+        );
     }
 }
 

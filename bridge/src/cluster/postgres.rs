@@ -40,6 +40,14 @@ impl PgDriver {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(CONNECT_TIMEOUT)
+            // The crate's `CREATE TABLE IF NOT EXISTS` of its attachments table makes Postgres
+            // send a NOTICE on every node start after the first, which sqlx logs at INFO.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(conn, "SET client_min_messages TO warning").await?;
+                    Ok(())
+                })
+            })
             .connect_with(options.clone())
             .await?;
         Ok(Self {
