@@ -48,8 +48,17 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             println!("{}", token::mint(&store, &args).await?);
         }
         Command::Serve => {
-            let app = Application::build(config).await?;
-            app.run_until(shutdown::signal()).await?;
+            // Signals are listened to from before the start: one that comes while the node
+            // starts (migrations, the bootstrap's lock) ends it there.
+            let mut stop = Box::pin(shutdown::signal());
+            let app = tokio::select! {
+                app = Application::build(config) => app?,
+                () = &mut stop => {
+                    tracing::info!("stopped while starting");
+                    return Ok(());
+                }
+            };
+            app.run_until(stop).await?;
         }
     }
     Ok(())

@@ -7,18 +7,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use socketioxide::ProtocolVersion;
 
-/// Resolves at the first SIGTERM or SIGINT; from then on a second one ends the process at once
-/// (exit code 1), without the drain.
-pub async fn signal() {
-    // Listened to once for both signals: a second signal between two registrations would be lost.
+/// Listens to SIGTERM and SIGINT from this call on; the future resolves at the first one, and
+/// from then on a second one ends the process at once (exit code 1), without the drain.
+pub fn signal() -> impl Future<Output = ()> {
+    // Registered now, before the node says it listens: a signal sent as soon as the `listening`
+    // line appears must start a graceful stop, not kill the process. Listened to once for both
+    // signals: a second signal between two registrations would be lost.
     let mut signals = Signals::new();
-    signals.next().await;
-    tracing::info!("shutdown requested: draining (a second signal stops at once)");
-    tokio::spawn(async move {
+    async move {
         signals.next().await;
-        tracing::warn!("second signal: stopping at once, without the drain");
-        std::process::exit(1);
-    });
+        tracing::info!("shutdown requested: draining (a second signal stops at once)");
+        tokio::spawn(async move {
+            signals.next().await;
+            tracing::warn!("second signal: stopping at once, without the drain");
+            std::process::exit(1);
+        });
+    }
 }
 
 /// SIGTERM and SIGINT, each listened to for the life of the process.

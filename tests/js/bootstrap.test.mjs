@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { startBridge, startReceiver, freshSqlite, freshPostgres, psql, until, connected, emitWithAck, hsToken, signedBy } from "./harness.mjs";
+import { startBridge, startReceiver, freshSqlite, freshPostgres, psql, until, sleep, connected, emitWithAck, hsToken, signedBy, BRIDGE_BIN } from "./harness.mjs";
 
 const file = (receiverUrl, events) => `
 [[namespaces]]
@@ -160,6 +160,62 @@ test("Postgres: nodes starting together take turns (the advisory lock): each dec
     }
     psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bootstrap-lock-holder'", db.name);
     for (const started of await Promise.allSettled(starting)) if (started.status === "fulfilled") await started.value.stop();
+    receiver.close();
+    psql(`DROP DATABASE IF EXISTS ${db.name} WITH (FORCE)`);
+  }
+});
+
+test("Postgres: a SIGTERM while the node waits for the bootstrap lock stops it there (exit 0), not by the signal's default", async () => {
+  const receiver = await startReceiver();
+  const dir = mkdtempSync(join(tmpdir(), "bridge-boot-"));
+  const config = join(dir, "bridge.toml");
+  writeFileSync(config, file(receiver.url, ["hello"]));
+  const db = freshPostgres();
+  const holderUrl = new URL(db.url);
+  holderUrl.searchParams.set("application_name", "bootstrap-lock-holder");
+  const holder = spawn("psql", [holderUrl.toString(), "-qAtc", `SELECT pg_advisory_lock(${LOCK.key}); SELECT pg_sleep(60)`], { stdio: "ignore" });
+  let node = null;
+  try {
+    await until(
+      () => Number(psql(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = ${LOCK.objid}`, db.name)) === 1,
+      10000,
+      "the lock held by the test",
+    );
+    node = spawn(BRIDGE_BIN, ["serve"], {
+      env: {
+        PATH: process.env.PATH,
+        RUST_LOG: "info",
+        DATABASE_URL: db.url,
+        BRIDGE_CONFIG: config,
+        BRIDGE_LISTEN: "127.0.0.1:0",
+        BRIDGE_ADMIN_LISTEN: "127.0.0.1:0",
+        BRIDGE_ADMIN_TOKEN: "admin-token-for-the-test",
+        BOOT_JWT: "jwt-secret-for-boot",
+        BOOT_HOOK: "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3",
+        BOOT_KEY: "bk_boot_key_number_one_0123456789",
+      },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let log = "";
+    node.stderr.on("data", (chunk) => (log += chunk));
+    const exited = once(node, "exit");
+    await until(
+      () => Number(psql(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = ${LOCK.objid}`, db.name)) === 1,
+      10000,
+      "the node waiting for the bootstrap lock",
+    );
+    node.kill("SIGTERM");
+    const [code, signal] = await Promise.race([exited, sleep(10000).then(() => ["none within 10 s", null])]);
+    assert.equal(signal, null, `killed by ${signal}, not stopped:\n${log}`);
+    assert.equal(code, 0, log);
+    assert.match(log, /stopped while starting/);
+    assert.doesNotMatch(log, /listening public=/);
+  } finally {
+    if (node && node.exitCode === null && node.signalCode === null) node.kill("SIGKILL");
+    if (holder.exitCode === null && holder.signalCode === null) {
+      holder.kill("SIGKILL");
+      await once(holder, "exit");
+    }
     receiver.close();
     psql(`DROP DATABASE IF EXISTS ${db.name} WITH (FORCE)`);
   }
