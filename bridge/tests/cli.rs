@@ -456,8 +456,12 @@ fn postgres_server() -> String {
 /// A database name of this run (`bridge_test_<run>_…`, so that `scripts/test` drops it if the test
 /// cannot).
 fn test_database_name() -> String {
-    let run =
-        std::env::var("BRIDGE_TEST_RUN").unwrap_or_else(|_| format!("cli_{}", std::process::id()));
+    let run = std::env::var("BRIDGE_TEST_RUN").unwrap_or_else(|_| {
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("{epoch}_{}", std::process::id())
+    });
     let unique = uuid::Uuid::new_v4().simple().to_string();
     format!("bridge_test_{run}_{}", &unique[..16])
 }
