@@ -111,6 +111,37 @@ async function listing(bridge) {
 /** The bootstrap's advisory lock key ("bridgebs" in ASCII), as Postgres shows a bigint key in pg_locks. */
 const LOCK = { key: "7093848243014296179", classid: 0x62726964, objid: 0x67656273 };
 
+/**
+ * Takes the bootstrap's lock on `db` from a psql session of the test's own, so that nodes
+ * starting there are seen waiting for it; `waiting()` counts them, `release()` ends the session.
+ */
+async function holdBootstrapLock(db) {
+  const holderUrl = new URL(db.url);
+  holderUrl.searchParams.set("application_name", "bootstrap-lock-holder");
+  const holder = spawn("psql", [holderUrl.toString(), "-qAtc", `SELECT pg_advisory_lock(${LOCK.key}); SELECT pg_sleep(60)`], { stdio: "ignore" });
+  const locks = (granted) =>
+    Number(
+      psql(
+        `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND ${granted ? "" : "NOT"} granted AND classid = ${LOCK.classid} AND objid = ${LOCK.objid} AND objsubid = 1`,
+        db.name,
+      ),
+    );
+  const release = async () => {
+    if (holder.exitCode === null && holder.signalCode === null) {
+      holder.kill("SIGKILL");
+      await once(holder, "exit");
+    }
+    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bootstrap-lock-holder'", db.name);
+  };
+  try {
+    await until(() => locks(true) === 1, 10000, "the lock held by the test");
+  } catch (err) {
+    await release();
+    throw err;
+  }
+  return { waiting: () => locks(false), release };
+}
+
 test("Postgres: nodes starting together take turns (the advisory lock): each declared object is created once", async () => {
   const receiver = await startReceiver();
   const dir = mkdtempSync(join(tmpdir(), "bridge-boot-"));
@@ -125,26 +156,12 @@ test("Postgres: nodes starting together take turns (the advisory lock): each dec
   const env = { DATABASE_URL: db.url, BRIDGE_CONFIG: config, RUST_LOG: "warn,bridge::app=info,bridge::bootstrap=info", ...secrets };
   // A session of our own holds the lock, so that both nodes are seen waiting for it: they then
   // start as close together as two nodes can.
-  const holderUrl = new URL(db.url);
-  holderUrl.searchParams.set("application_name", "bootstrap-lock-holder");
-  const holder = spawn("psql", [holderUrl.toString(), "-qAtc", `SELECT pg_advisory_lock(${LOCK.key}); SELECT pg_sleep(60)`], { stdio: "ignore" });
-  const waiting = () =>
-    Number(
-      psql(
-        `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = ${LOCK.classid} AND objid = ${LOCK.objid} AND objsubid = 1`,
-        db.name,
-      ),
-    );
+  const lock = await holdBootstrapLock(db);
   let starting = [];
   try {
-    await until(
-      () => Number(psql(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = ${LOCK.objid}`, db.name)) === 1,
-      10000,
-      "the lock held by the test",
-    );
     starting = [startBridge(env), startBridge(env)];
-    await until(() => waiting() === 2, 10000, "both nodes waiting for the bootstrap lock");
-    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bootstrap-lock-holder'", db.name);
+    await until(() => lock.waiting() === 2, 10000, "both nodes waiting for the bootstrap lock");
+    await lock.release();
     const [one, two] = await Promise.all(starting);
     const reports = [one, two].map((b) => b.log().match(/bootstrap applied from the config file (created=\d+ updated=\d+ unchanged=\d+)/)?.[1]).sort();
     assert.deepEqual(reports, ["created=0 updated=0 unchanged=4", "created=4 updated=0 unchanged=0"]);
@@ -154,11 +171,7 @@ test("Postgres: nodes starting together take turns (the advisory lock): each dec
     assert.deepEqual(listed.keys.map((k) => k.name), ["deploy"]);
     assert.equal((await two.v1("POST", "/v1/emit", secrets.BOOT_KEY, { namespace: "/boot", event: "e" })).status, 200);
   } finally {
-    if (holder.exitCode === null && holder.signalCode === null) {
-      holder.kill("SIGKILL");
-      await once(holder, "exit");
-    }
-    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bootstrap-lock-holder'", db.name);
+    await lock.release();
     for (const started of await Promise.allSettled(starting)) if (started.status === "fulfilled") await started.value.stop();
     receiver.close();
     psql(`DROP DATABASE IF EXISTS ${db.name} WITH (FORCE)`);
@@ -171,16 +184,9 @@ test("Postgres: a SIGTERM while the node waits for the bootstrap lock stops it t
   const config = join(dir, "bridge.toml");
   writeFileSync(config, file(receiver.url, ["hello"]));
   const db = freshPostgres();
-  const holderUrl = new URL(db.url);
-  holderUrl.searchParams.set("application_name", "bootstrap-lock-holder");
-  const holder = spawn("psql", [holderUrl.toString(), "-qAtc", `SELECT pg_advisory_lock(${LOCK.key}); SELECT pg_sleep(60)`], { stdio: "ignore" });
+  const lock = await holdBootstrapLock(db);
   let node = null;
   try {
-    await until(
-      () => Number(psql(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = ${LOCK.objid}`, db.name)) === 1,
-      10000,
-      "the lock held by the test",
-    );
     node = spawn(BRIDGE_BIN, ["serve"], {
       env: {
         PATH: process.env.PATH,
@@ -199,11 +205,7 @@ test("Postgres: a SIGTERM while the node waits for the bootstrap lock stops it t
     let log = "";
     node.stderr.on("data", (chunk) => (log += chunk));
     const exited = once(node, "exit");
-    await until(
-      () => Number(psql(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = ${LOCK.objid}`, db.name)) === 1,
-      10000,
-      "the node waiting for the bootstrap lock",
-    );
+    await until(() => lock.waiting() === 1, 10000, "the node waiting for the bootstrap lock");
     node.kill("SIGTERM");
     const [code, signal] = await Promise.race([exited, sleep(10000).then(() => ["none within 10 s", null])]);
     assert.equal(signal, null, `killed by ${signal}, not stopped:\n${log}`);
@@ -212,10 +214,7 @@ test("Postgres: a SIGTERM while the node waits for the bootstrap lock stops it t
     assert.doesNotMatch(log, /listening public=/);
   } finally {
     if (node && node.exitCode === null && node.signalCode === null) node.kill("SIGKILL");
-    if (holder.exitCode === null && holder.signalCode === null) {
-      holder.kill("SIGKILL");
-      await once(holder, "exit");
-    }
+    await lock.release();
     receiver.close();
     psql(`DROP DATABASE IF EXISTS ${db.name} WITH (FORCE)`);
   }
