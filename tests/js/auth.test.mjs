@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { SignJWT, importPKCS8 } from "jose";
-import { setup, connected, connect, next, hsToken, emitWithAck, until } from "./harness.mjs";
+import { setup, connected, connect, next, hsToken, emitWithAck, until, metric } from "./harness.mjs";
 
 const SECRET = "test-secret";
 const jwt = { mode: "jwt", algorithm: "HS256", secret: SECRET, issuer: "tests", audience: "bridge", timeout_ms: 800 };
@@ -200,7 +200,18 @@ test("v2 clients on a / the store lacks are admitted but inert; v4 clients are r
     // The ack is sent after the decision not to forward: nothing was queued for any webhook.
     assert.deepEqual(await emitWithAck(root, "lost", 1), [{ error: "unauthenticated" }], "inert, and told so");
     await assert.rejects(connected("v4", env.bridge.url), { message: "Invalid namespace" });
-    assert.equal(env.receiver.received.length, 0);
+    // Not counted as received when refused (the counter is bumped at the decision to forward).
+    const node = (await env.bridge.admin("GET", "/admin/stats")).body;
+    assert.equal(node.events_in, 0, "the inert socket's event was not taken in");
+    assert.equal(await metric(env.bridge, "bridge_events_received_total", { namespace: "/" }), undefined);
+    // Nothing queued either: a marker forwarded afterwards arrives, and once no byte is left queued
+    // for any webhook (every delivery ended, so it reached the receiver), only the marker came.
+    const chat = await connected("v2", env.url);
+    chat.emit("marker", 2);
+    await env.receiver.waitFor((r) => r.some((d) => d.json?.event === "marker"));
+    await until(async () => (await metric(env.bridge, "bridge_webhook_queued_bytes")) === 0, 5000, "no delivery queued");
+    assert.deepEqual(env.receiver.received.map((d) => d.json?.event), ["marker"], "the inert socket's event never arrived");
+    chat.close();
     root.close();
   } finally {
     await env.close();
