@@ -133,7 +133,7 @@ impl Application {
                 .await
                 .map_err(|source| store_error(&config.database_url, source))?;
         }
-        let catalog = Catalog::start(store.clone())
+        let catalog = Catalog::start(store.clone(), config.url_policy)
             .await
             .map_err(|source| store_error(&config.database_url, source))?;
         let counters = Arc::new(Counters::default());

@@ -156,7 +156,9 @@ impl Declarations {
                 name: ns.name.clone(),
                 auth,
             };
-            new.validate().map_err(|e| format!("{what}: {e}"))?;
+            new.validate()
+                .and_then(|()| policy.check_namespace_auth(&new.auth))
+                .map_err(|e| format!("{what}: {e}"))?;
             let mut hooks = Vec::new();
             for hook in &ns.webhooks {
                 let what = format!("{what}, webhook {}", hook.url);
@@ -474,6 +476,10 @@ mod tests {
             (
                 "[[namespaces]]\nname = \"/c\"\n[[namespaces.webhooks]]\nurl = \"http://127.0.0.1/\"\nevents = [\"$nope\"]",
                 "webhook http://127.0.0.1/",
+            ),
+            (
+                "[[namespaces]]\nname = \"/m\"\nauth = { mode = \"jwt\", algorithm = \"RS256\", jwks_url = \"https://169.254.169.254/jwks\" }",
+                "namespace /m: auth.jwks_url: destination not allowed",
             ),
             (
                 "[[api_keys]]\nname = \"k\"\nnamespaces = [\"*\"]\nkey_env = \"SHORT\"",

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use admin_api::model::{ApiKey, EventPattern, Namespace, NamespaceAuth, Webhook};
+use admin_api::model::{ApiKey, EventPattern, Namespace, NamespaceAuth, UrlPolicy, Webhook};
 use admin_api::{CatalogSnapshot, Store};
 use tokio::sync::watch;
 
@@ -147,9 +147,10 @@ pub struct Catalog {
 
 impl Catalog {
     /// Loads the catalog once and starts refreshing it in the background.
-    pub async fn start(store: Store) -> Result<Self, admin_api::StoreError> {
-        // One registry for the process: key sets outlive catalog versions.
-        let jwks = JwksRegistry::default();
+    pub async fn start(store: Store, policy: UrlPolicy) -> Result<Self, admin_api::StoreError> {
+        // One registry for the process: key sets outlive catalog versions. Its fetches follow
+        // the webhooks' URL `policy`.
+        let jwks = JwksRegistry::new(policy);
         let data = CatalogData::from_snapshot(store.load_catalog().await?, &jwks);
         let (tx, rx) = watch::channel(Arc::new(data));
         tokio::spawn(refresh_loop(store, tx, jwks));

@@ -10,6 +10,8 @@
 //! - [`webhook`]: delivery bodies, signing, sending with retries, replies.
 //! - [`payload`]: Socket.IO arguments as JSON, binaries as `{"$binary": base64}`.
 //! - [`listener`]: serving a listener with a header timeout and a connection cap.
+//! - [`outgoing`]: the URL policy applied to the bridge's own requests (webhooks, JWKS) when a
+//!   host name is resolved.
 //! - [`health`], [`metrics`], [`stats`], [`telemetry`], [`shutdown`]: operations.
 //!
 //! The control plane (model, store, admin API) is the `admin-api` crate.
@@ -25,6 +27,7 @@ pub mod emit_api;
 pub mod health;
 pub mod listener;
 pub mod metrics;
+pub mod outgoing;
 pub mod payload;
 pub mod rate;
 pub mod shutdown;

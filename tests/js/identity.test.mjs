@@ -167,3 +167,45 @@ test("JWKS: namespaces sharing a JWKS URL share its cache, across catalog reload
     await bridge.stop();
   }
 });
+
+test("JWKS: the webhooks' URL policy holds for key sets: metadata addresses refused at save, refused addresses at fetch", async () => {
+  const idp = await provider();
+  const open = await startBridge();
+  const closed = await startBridge({ BRIDGE_WEBHOOK_DENY_PRIVATE: "true" });
+  try {
+    const auth = (jwks_url) => ({ mode: "jwt", algorithm: "RS256", jwks_url, issuer: "https://idp.test/", audience: "bridge" });
+    // Link-local (where cloud metadata services answer) and AWS's IPv6 metadata address: never.
+    for (const url of ["https://169.254.169.254/latest/jwks", "https://[fd00:ec2::254]/jwks", "https://[fe80::1]/jwks"]) {
+      const res = await open.admin("POST", "/admin/namespaces", { name: "/meta", auth: auth(url) });
+      assert.equal(res.status, 400, url);
+      assert.equal(res.body.error.code, "invalid_field");
+      assert.match(res.body.error.message, /^auth\.jwks_url: destination not allowed: .* link-local/);
+    }
+    const ns = await open.createNamespace({ name: "/idp", auth: auth(idp.url("/rsa")) });
+    const patched = await open.admin("PATCH", `/admin/namespaces/${ns.id}`, { auth: auth("https://169.254.169.254/jwks") });
+    assert.equal(patched.status, 400);
+    assert.match(patched.body.error.message, /^auth\.jwks_url: destination not allowed/);
+
+    // With private addresses denied: a loopback literal is refused at save; a host name that
+    // resolves to loopback is saved, then refused when the set is fetched (nothing reaches it).
+    const literal = await closed.admin("POST", "/admin/namespaces", { name: "/idp", auth: auth(idp.url("/rsa")) });
+    assert.equal(literal.status, 400);
+    assert.match(literal.body.error.message, /^auth\.jwks_url: destination not allowed: .*private or loopback/);
+    const k = await key("RS256", "a");
+    idp.publish("/named", [k.jwk]);
+    const named = idp.url("/named").replace("127.0.0.1", "localhost");
+    await closed.createNamespace({ name: "/named", auth: auth(named) });
+    const refused = await refusal(connected("v4", `${closed.url}/named`, { auth: { token: await k.sign("u1") } }));
+    assert.notEqual(refused, "connected");
+    await until(() => /cannot fetch the JWKS.*destination not allowed: localhost resolves to .*private or loopback/.test(closed.log()), 5000, "the fetch refused");
+    assert.equal(idp.fetches("/named"), 0, "the provider saw no request");
+    // The same provider on the open node: fetched and accepted (the refusal was the policy's).
+    await open.createNamespace({ name: "/named", auth: auth(named) });
+    (await connected("v4", `${open.url}/named`, { auth: { token: await k.sign("u1") } })).close();
+    assert.equal(idp.fetches("/named"), 1);
+  } finally {
+    idp.close();
+    await open.stop();
+    await closed.stop();
+  }
+});

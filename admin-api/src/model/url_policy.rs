@@ -1,14 +1,16 @@
-//! Which addresses webhooks may be sent to.
+//! Which addresses the bridge's own requests (webhooks, a namespace's JWKS) may go to.
 //!
 //! Link-local addresses (where cloud metadata services answer), unspecified, broadcast and
-//! multicast addresses are never a webhook backend. Private and loopback addresses usually are
-//! (backends live next to the bridge), so they are allowed unless the operator denies them.
-//! The check runs on an IP-literal URL when a webhook is saved, and on every resolved address
-//! at send time (a host name may resolve anywhere, and change).
+//! multicast addresses are never a webhook backend or an identity provider. Private and loopback
+//! addresses usually are (backends live next to the bridge), so they are allowed unless the
+//! operator denies them. The check runs on an IP-literal URL when a webhook or a namespace is
+//! saved, and on every resolved address when a request is made (a host name may resolve
+//! anywhere, and change).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::ApiError;
+use crate::model::{JwtAuth, NamespaceAuth};
 
 /// AWS's IPv6 instance metadata address (a unique-local one, so the private rule alone misses it).
 const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
@@ -21,7 +23,7 @@ pub struct UrlPolicy {
 }
 
 impl UrlPolicy {
-    /// `Err(why)` when `ip` may not receive webhooks.
+    /// `Err(why)` when `ip` may not receive the bridge's requests.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
@@ -48,11 +50,28 @@ impl UrlPolicy {
 
     /// The `url` field of a webhook being saved: 400 when its IP-literal host is refused.
     pub fn check_webhook_url(&self, url: &str) -> Result<(), ApiError> {
+        self.check_saved("url", url)
+    }
+
+    /// The JWKS address of a namespace's auth being saved, checked as webhook URLs are: the
+    /// bridge fetches it, so it must not lead to a metadata service either.
+    pub fn check_namespace_auth(&self, auth: &NamespaceAuth) -> Result<(), ApiError> {
+        match auth {
+            NamespaceAuth::Jwt(JwtAuth {
+                jwks_url: Some(url),
+                ..
+            }) => self.check_saved("auth.jwks_url", url),
+            _ => Ok(()),
+        }
+    }
+
+    /// A URL being saved in `field`: 400 when its IP-literal host is refused.
+    fn check_saved(&self, field: &str, url: &str) -> Result<(), ApiError> {
         let Ok(parsed) = url::Url::parse(url) else {
             return Ok(()); // reported by the model's own validation
         };
         self.check_url(&parsed)
-            .map_err(|why| ApiError::invalid("url", format!("destination not allowed: {why}")))
+            .map_err(|why| ApiError::invalid(field, format!("destination not allowed: {why}")))
     }
 
     /// Checks a URL whose host is an IP address (numeric forms such as `2130706433` are read as

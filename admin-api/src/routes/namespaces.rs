@@ -36,6 +36,7 @@ pub async fn create(
     JsonBody(body): JsonBody<NewNamespace>,
 ) -> Result<(StatusCode, Json<Namespace>), ApiError> {
     body.validate()?;
+    state.url_policy.check_namespace_auth(&body.auth)?;
     let now = Timestamp::now();
     let ns = Namespace {
         id: new_id(),
@@ -79,7 +80,11 @@ pub async fn update(
 ) -> Result<Json<Namespace>, ApiError> {
     let next = state
         .store
-        .modify_namespace(&id, |current| patch.apply(&current))
+        .modify_namespace(&id, |current| {
+            let next = patch.apply(&current)?;
+            state.url_policy.check_namespace_auth(&next.auth)?;
+            Ok::<_, ApiError>(next)
+        })
         .await?;
     Ok(Json(next.redacted()))
 }

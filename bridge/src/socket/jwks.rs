@@ -6,13 +6,18 @@
 //! - A token whose `kid` is not in the set triggers one refetch, at most one per
 //!   [`MIN_REFRESH`] per set, so a flood of bad tokens cannot hammer the provider.
 //! - A failed fetch keeps the last good set (and is logged); bodies over 1 MiB are refused.
+//! - Fetches follow the webhooks' URL policy (`BRIDGE_WEBHOOK_DENY_PRIVATE` included): never a
+//!   link-local (metadata) address, whether the URL names it or a host name resolves to it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use admin_api::model::UrlPolicy;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
+
+use crate::outgoing::{Denied, PolicyResolver};
 
 /// Fewest seconds between two fetches of one set.
 pub const MIN_REFRESH: Duration = Duration::from_secs(5);
@@ -38,16 +43,18 @@ struct Keys {
 pub struct Jwks {
     url: String,
     http: reqwest::Client,
+    policy: UrlPolicy,
     keys: Mutex<Keys>,
     /// One fetch at a time; the instant of the last attempt.
     fetching: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Jwks {
-    fn new(url: &str, http: reqwest::Client) -> Self {
+    fn new(url: &str, http: reqwest::Client, policy: UrlPolicy) -> Self {
         Self {
             url: url.to_owned(),
             http,
+            policy,
             keys: Mutex::new(Keys::default()),
             fetching: tokio::sync::Mutex::new(None),
         }
@@ -105,10 +112,18 @@ impl Jwks {
     }
 
     async fn fetch(&self) -> Result<(Keys, Duration), String> {
-        let mut res = tokio::time::timeout(FETCH_TIMEOUT, self.http.get(&self.url).send())
+        // An IP-literal host is never resolved, so the resolver cannot check it: checked here.
+        let url = url::Url::parse(&self.url).map_err(|e| e.to_string())?;
+        self.policy
+            .check_url(&url)
+            .map_err(|why| format!("destination not allowed: {why}"))?;
+        let mut res = tokio::time::timeout(FETCH_TIMEOUT, self.http.get(url).send())
             .await
             .map_err(|_| "no answer within 5 s".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match Denied::find(&e) {
+                Some(denied) => denied.to_string(),
+                None => e.to_string(),
+            })?;
         if !res.status().is_success() {
             return Err(format!("HTTP {}", res.status()));
         }
@@ -163,11 +178,21 @@ fn cache_lifetime(header: Option<&reqwest::header::HeaderValue>) -> Duration {
 #[derive(Clone, Default)]
 pub struct JwksRegistry {
     sets: Arc<Mutex<HashMap<String, Arc<Jwks>>>>,
+    /// Where key sets may be fetched from: the webhooks' policy.
+    policy: UrlPolicy,
     /// Made when the first set is: namespaces without a JWKS need no HTTP client.
     http: Arc<std::sync::OnceLock<reqwest::Client>>,
 }
 
 impl JwksRegistry {
+    /// A registry whose fetches follow `policy`.
+    pub fn new(policy: UrlPolicy) -> Self {
+        Self {
+            policy,
+            ..Self::default()
+        }
+    }
+
     /// The set at `url`, made on first use.
     pub fn get(&self, url: &str) -> Arc<Jwks> {
         let http = self.http.get_or_init(|| {
@@ -175,6 +200,7 @@ impl JwksRegistry {
             let _ = rustls::crypto::ring::default_provider().install_default();
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(Arc::new(PolicyResolver(self.policy)))
                 .build()
                 .unwrap_or_default()
         });
@@ -182,7 +208,7 @@ impl JwksRegistry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(url.to_owned())
-            .or_insert_with(|| Arc::new(Jwks::new(url, http.clone())))
+            .or_insert_with(|| Arc::new(Jwks::new(url, http.clone(), self.policy)))
             .clone()
     }
 }
@@ -191,6 +217,19 @@ impl JwksRegistry {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    /// A URL naming a refused address (a set saved before the policy covered JWKS) is never
+    /// requested; the resolver covers host names.
+    #[tokio::test]
+    async fn a_refused_address_is_not_fetched() {
+        let registry = JwksRegistry::new(UrlPolicy::default());
+        let set = registry.get("https://169.254.169.254/jwks");
+        let err = set.fetch().await.err().unwrap_or_default();
+        assert!(
+            err.starts_with("destination not allowed: 169.254.169.254 is a link-local"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn cache_lifetimes_are_bounded() {

@@ -6,7 +6,6 @@ pub mod openapi;
 pub mod outbox;
 pub mod queue_budget;
 pub mod reply;
-pub mod resolve;
 pub mod sender;
 pub mod sign;
 

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
 
 use super::reply::Reply;
-use super::resolve::{Denied, PolicyResolver};
 use super::sign::signature_header;
+use crate::outgoing::{Denied, PolicyResolver};
 
 /// Longest `Retry-After` honoured; a larger one is clamped to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);

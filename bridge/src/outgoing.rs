@@ -1,5 +1,6 @@
-//! DNS resolution for webhooks that keeps only the addresses the URL policy allows, so a host
-//! name cannot lead a delivery to a metadata service (or, when denied, a private address).
+//! Outgoing requests (webhooks, JWKS): DNS resolution that keeps only the addresses the URL
+//! policy allows, so a host name cannot lead a request to a metadata service (or, when denied, a
+//! private address). IP-literal hosts are checked by the caller with `UrlPolicy::check_url`.
 
 use std::net::SocketAddr;
 
