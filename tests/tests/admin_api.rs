@@ -10,6 +10,7 @@ use bridge_tests::spawn::{eventually, status_and_json};
 use bridge_tests::{Engine, TestApp};
 use reqwest::Method;
 use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection};
 
 #[tokio::test]
 async fn namespaces_endpoints() {
@@ -1135,62 +1136,107 @@ async fn a_store_that_does_not_answer_is_503_unavailable_and_readyz_says_so() {
 
     for mode in [Mode::Reset, Mode::Close] {
         proxy.set(mode);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let (status, body) = loop {
-            let (status, body) = readyz(&app).await;
-            if status != 200 {
-                break (status, body);
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{mode:?}: /readyz still 200 20 s after the store went away"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert_eq!(status, 503, "{mode:?}: {body}");
-        assert_eq!(body["error"]["code"], "unavailable", "{mode:?}: {body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{mode:?}: says why: {body}"
-        );
-
-        let unavailable = json!({"error": {"code": "unavailable", "message": "store unavailable"}});
-        for (method, path, payload) in [
-            (Method::GET, "/admin/namespaces", None),
-            (Method::GET, "/admin/deliveries?limit=2", None),
-            (
-                Method::POST,
-                "/admin/namespaces",
-                Some(json!({"name": "/while-down"})),
-            ),
-        ] {
-            let (status, body) = app.admin_send(method.clone(), path, payload).await;
-            assert_eq!(
-                (status, &body),
-                (503, &unavailable),
-                "{mode:?}: {method} {path}: the documented answer, no details"
-            );
-        }
-
+        store_unavailable(&app, &format!("{mode:?}")).await;
         proxy.set(Mode::Up);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while readyz(&app).await.0 != 200 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{mode:?}: /readyz ready again within 30 s of the store coming back"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        store_back(&app, &format!("{mode:?}"), &ready).await;
+    }
+}
+
+/// A Postgres that refuses the bridge's connections by error codes rather than by cutting them:
+/// the database closed to connections (55000) and its sessions terminated (57P01), as during a
+/// maintenance. The same 503 `unavailable`, and the same recovery.
+#[tokio::test]
+async fn a_store_refusing_connections_is_503_unavailable() {
+    let url = bridge_tests::fresh_database(Engine::Postgres).await;
+    let name = url.rsplit_once('/').unwrap().1.to_owned();
+    let mut settings = bridge_tests::spawn::settings(&url);
+    settings.node_id = Some("store-test-node".into());
+    let app = TestApp::spawn_with(settings).await;
+    let ready = json!({"status": "ready", "node": "store-test-node"});
+    assert_eq!(readyz(&app).await, (200, ready.clone()));
+    let mut server = PgConnection::connect(&bridge_tests::db::postgres_server_url())
+        .await
+        .unwrap();
+    let sql = |q: String| sqlx::AssertSqlSafe(q);
+    server
+        .execute(sql(format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false"
+        )))
+        .await
+        .unwrap();
+    server
+        .execute(sql(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        )))
+        .await
+        .unwrap();
+    store_unavailable(&app, "closed to connections").await;
+    server
+        .execute(sql(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")))
+        .await
+        .unwrap();
+    store_back(&app, "open again", &ready).await;
+}
+
+/// Waits (at most 20 s) for `/readyz` to say the store is gone, then checks the documented
+/// answers: 503 `unavailable` with a reason there, without details on admin reads and writes.
+async fn store_unavailable(app: &TestApp, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (status, body) = loop {
+        let (status, body) = readyz(app).await;
+        if status != 200 {
+            break (status, body);
         }
-        assert_eq!(readyz(&app).await, (200, ready.clone()));
-        let (status, list) = app.admin_get("/admin/namespaces").await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: /readyz still 200 20 s after the store went away"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 503, "{what}: {body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{what}: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{what}: says why: {body}"
+    );
+    let unavailable = json!({"error": {"code": "unavailable", "message": "store unavailable"}});
+    for (method, path, payload) in [
+        (Method::GET, "/admin/namespaces", None),
+        (Method::GET, "/admin/deliveries?limit=2", None),
+        (
+            Method::POST,
+            "/admin/namespaces",
+            Some(json!({"name": "/while-down"})),
+        ),
+    ] {
+        let (status, body) = app.admin_send(method.clone(), path, payload).await;
         assert_eq!(
-            (status, list),
-            (200, json!([])),
-            "{mode:?}: nothing written while down"
+            (status, &body),
+            (503, &unavailable),
+            "{what}: {method} {path}: the documented answer, no details"
         );
     }
+}
+
+/// Waits (at most 30 s) for `/readyz` to be `ready` again; nothing was written meanwhile.
+async fn store_back(app: &TestApp, what: &str, ready: &Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while readyz(app).await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: /readyz ready again within 30 s of the store coming back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(readyz(app).await, (200, ready.clone()));
+    let (status, list) = app.admin_get("/admin/namespaces").await;
+    assert_eq!(
+        (status, list),
+        (200, json!([])),
+        "{what}: nothing written while down"
+    );
 }
 
 /// A webhook receiver on loopback that records each request's `webhook-id` and answers 200 only
@@ -1264,7 +1310,8 @@ async fn retry_sends_a_pending_delivery_now_and_is_409_while_it_is_sent() {
     let mut receiver = Receiver::start().await;
     let mut settings =
         bridge_tests::spawn::settings(&bridge_tests::fresh_database(Engine::Sqlite).await);
-    settings.outbox_lease_ms = Some(1000);
+    // Renewed every third of it: a renewal late by over 1.3 s (a loaded machine) still holds it.
+    settings.outbox_lease_ms = Some(2000);
     let app = TestApp::spawn_with(settings).await;
     let ns = app.create_namespace(json!({"name": "/retry"})).await;
     let hook = create_webhook(
@@ -1308,9 +1355,9 @@ async fn retry_sends_a_pending_delivery_now_and_is_409_while_it_is_sent() {
         "msg_pending1"
     );
 
-    // The receiver holds the request. Retries meanwhile are refused; they go on for three lease
-    // periods (3 s), so a lease that is not renewed while the attempt lasts would let one in.
-    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    // The receiver holds the request. Retries meanwhile are refused; they go on for two lease
+    // periods (4 s), so a lease that is not renewed while the attempt lasts would let one in.
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
     let mut refused = 0;
     while tokio::time::Instant::now() < until {
         let (status, body) = app

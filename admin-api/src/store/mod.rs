@@ -88,7 +88,9 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
-            sqlx::Error::Database(ref db) if refuses_connections(db.code().as_deref()) => {
+            sqlx::Error::Database(ref db)
+                if refuses_connections(db.code().as_deref(), db.message()) =>
+            {
                 Self::Unavailable(err)
             }
             other => Self::Database(other),
@@ -96,12 +98,15 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Postgres error codes that say the server cannot be used right now rather than that the
-/// statement is wrong: connection exceptions (class 08), shutting down (57P01–57P03), too many
-/// connections (53300), and a database that does not accept connections (55000).
-fn refuses_connections(code: Option<&str>) -> bool {
+/// Postgres errors that say the server cannot be used right now rather than that the statement
+/// is wrong: connection exceptions (class 08), shutting down (57P01–57P03), too many connections
+/// (53300), and a database that does not accept connections (55000 with that message; the code
+/// alone also covers statement errors).
+fn refuses_connections(code: Option<&str>, message: &str) -> bool {
     code.is_some_and(|code| {
-        code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000")
+        code.starts_with("08")
+            || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+            || (code == "55000" && message.contains("not currently accepting connections"))
     })
 }
 
