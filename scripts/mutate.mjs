@@ -10,7 +10,7 @@
 // Exit status: 0 when every selected break was caught, 1 otherwise.
 
 import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync, readdirSync, mkdirSync, existsSync, symlinkSync } from "node:fs";
+import { readFileSync, writeFileSync, readdirSync, mkdirSync, existsSync, symlinkSync, rmSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -59,10 +59,12 @@ function catalogue() {
 }
 
 /**
- * Runs a command in the scratch tree; the output goes to `log`. Returns whether it exited 0 (with
- * `mustTest`: and ran at least one test, so that a name pattern matching nothing proves nothing).
+ * Runs a command in the scratch tree; the output goes to `log`. Returns "pass" (exit 0, and with
+ * `mustTest` at least one test ran, so that a name pattern matching nothing proves nothing),
+ * "fail" (a test failed: the runner says so), or "broken" (anything else: tests that no longer
+ * compile, a timeout, a missing service), which proves nothing about the break.
  */
-function run(log, cmd, args, cwd = tree, mustTest = false) {
+function outcome(log, cmd, args, cwd = tree, mustTest = false) {
   writeFileSync(log, `$ ${cmd} ${args.join(" ")}\n`, { flag: "a" });
   const result = spawnSync(cmd, args, {
     cwd,
@@ -73,11 +75,19 @@ function run(log, cmd, args, cwd = tree, mustTest = false) {
   });
   const output = `${result.stdout ?? ""}${result.stderr ?? ""}`;
   writeFileSync(log, `${output}\nexit ${result.status ?? result.signal}\n`, { flag: "a" });
-  if (mustTest && !/^# pass [1-9]|^test result: ok\. [1-9]/m.test(output)) {
-    writeFileSync(log, "ran no test\n", { flag: "a" });
-    return false;
+  if (result.status === 0) {
+    if (mustTest && !/^# pass [1-9]|^test result: ok\. [1-9]/m.test(output)) {
+      writeFileSync(log, "ran no test\n", { flag: "a" });
+      return "broken";
+    }
+    return "pass";
   }
-  return result.status === 0;
+  return /^test result: FAILED|^# fail [1-9]/m.test(output) ? "fail" : "broken";
+}
+
+/** Runs a command; whether it exited 0 (a build). */
+function run(log, cmd, args, cwd = tree) {
+  return outcome(log, cmd, args, cwd) === "pass";
 }
 
 const jsFiles = () => readdirSync(join(tree, "tests", "js")).filter((f) => f.endsWith(".test.mjs")).sort();
@@ -118,11 +128,21 @@ function syncTree(committed) {
     spawnSync("sh", ["-c", `git archive --format=tar HEAD | tar -x -C '${source}'`], { cwd: root, stdio: "inherit" });
     files = spawnSync("git", ["ls-tree", "-r", "--name-only", "HEAD"], { cwd: root, encoding: "utf8" }).stdout;
   }
-  spawnSync("rsync", ["-a", "--checksum", "--delete", "--exclude=/tests/js/node_modules", "--files-from=-", "./", `${tree}/`], {
+  files = files.split("\n").filter((f) => f && existsSync(join(source, f))).join("\n");
+  const synced = spawnSync("rsync", ["-a", "--checksum", "--files-from=-", "./", `${tree}/`], {
     cwd: source,
     input: files,
     stdio: ["pipe", "inherit", "inherit"],
   });
+  if (synced.status !== 0) throw new Error(`rsync into ${tree} failed (${synced.status})`);
+  // `--files-from` never deletes: files the source no longer has (removed, renamed, or untracked
+  // ones of an earlier working-tree copy) are removed here.
+  const wanted = new Set(files.split("\n").filter(Boolean));
+  const listed = spawnSync("find", [".", "-path", "./tests/js/node_modules", "-prune", "-o", "-type", "f", "-print"], { cwd: tree, encoding: "utf8" }).stdout;
+  for (const file of listed.split("\n").filter(Boolean)) {
+    const relative = file.replace(/^\.\//, "");
+    if (!wanted.has(relative)) rmSync(join(tree, relative));
+  }
   const modules = join(tree, "tests", "js", "node_modules");
   if (!existsSync(modules)) symlinkSync(join(root, "tests", "js", "node_modules"), modules);
 }
@@ -177,7 +197,7 @@ function main() {
   const hintPasses = new Map();
   for (const spec of flags.has("--full") ? [] : new Set(valid.map((b) => b.caughtBy))) {
     const t = target(spec);
-    hintPasses.set(spec, run(baseLog, t.cmd, t.args, t.cwd, true));
+    hintPasses.set(spec, outcome(baseLog, t.cmd, t.args, t.cwd, true) === "pass");
     if (!hintPasses.get(spec)) console.log(`note     "${spec}" fails or runs no test without any break (see ${baseLog}); not used as a shortcut`);
   }
   const survived = [];
@@ -200,9 +220,19 @@ function main() {
         continue;
       }
       const steps = flags.has("--full") || !hintPasses.get(b.caughtBy) ? fullOrder() : [target(b.caughtBy), ...fullOrder()];
-      const caught = steps.find((step) => !run(log, step.cmd, step.args, step.cwd));
-      if (caught) console.log(`caught   ${b.name} by ${caught.label} (${secondsSince(start)})`);
-      else {
+      let verdict = null;
+      for (const step of steps) {
+        const result = outcome(log, step.cmd, step.args, step.cwd);
+        if (result !== "pass") {
+          verdict = { result, step };
+          break;
+        }
+      }
+      if (verdict?.result === "fail") console.log(`caught   ${b.name} by ${verdict.step.label} (${secondsSince(start)})`);
+      else if (verdict) {
+        console.log(`INVALID  ${b.name}: ${verdict.step.label} did not run to a test failure (see ${log})`);
+        survived.push(b.name);
+      } else {
         console.log(`SURVIVED ${b.name}: no test failed (${secondsSince(start)}; ${log})`);
         survived.push(b.name);
       }
