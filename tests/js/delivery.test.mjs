@@ -2,7 +2,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { setup, startReceiver, connected, next, emitWithAck, sleep, metric, until, signedBy, rawClient, startHangingServer } from "./harness.mjs";
+import { setup, startReceiver, connected, next, emitWithAck, metric, until, signedBy, rawClient, startHangingServer } from "./harness.mjs";
 
 /** The failure records of `webhook` once there are `count` of them (they are written once the delivery is over). */
 async function failures(env, webhook, count = 1) {
@@ -173,14 +173,18 @@ test("a redirect is final and never followed: one request, recorded failed with 
 test("BRIDGE_WEBHOOK_CONCURRENCY bounds one webhook's requests in flight; every one is delivered", async () => {
   let open = 0;
   let most = 0;
+  // The limited webhook's receiver holds every request until the test lets them go.
+  const held = [];
+  let holding = true;
+  // A second webhook on the same events, answered at once: the marker of what the bridge sent.
+  const marks = await startReceiver();
   const env = await setup({
-    hooks: [{ events: ["*"] }],
+    hooks: [{ events: ["*"] }, { events: ["*"], url: marks.url }],
     env: { BRIDGE_WEBHOOK_CONCURRENCY: "3" },
-    // Each request is held 400 ms: eight sent at once would all overlap without the limit.
     handler: async () => {
       open += 1;
       most = Math.max(most, open);
-      await sleep(400);
+      if (holding) await new Promise((release) => held.push(release));
       open -= 1;
       return {};
     },
@@ -190,11 +194,25 @@ test("BRIDGE_WEBHOOK_CONCURRENCY bounds one webhook's requests in flight; every 
     // One request in flight per (socket, webhook): eight sockets make eight queues.
     for (let i = 0; i < 8; i++) sockets.push(await connected("v4", env.url));
     sockets.forEach((socket, i) => socket.emit("work", i));
-    await env.receiver.waitFor((r) => r.length === 8, 20000);
+    await until(() => held.length >= 3, 10000, "three requests held");
+    // Each event was queued for both webhooks at once. The second webhook has all eight, answered
+    // and counted as sent: its queues' workers went through a whole request each, while those of
+    // the limited one, without the limit, would have sent their requests too.
+    await marks.waitFor((r) => r.length === 8, 10000);
+    await until(async () => (await env.bridge.admin("GET", "/admin/stats")).body.webhooks_sent === 8, 5000, "the second webhook's eight counted sent");
+    assert.equal(env.receiver.received.length, 3, "no fourth request while three are in flight");
+    assert.equal(open, 3);
+    holding = false;
+    for (const release of held) release();
+    await env.receiver.waitFor((r) => r.length === 8, 10000);
     assert.deepEqual(env.receiver.received.map((d) => d.json.args[0]).sort(), [...Array(8).keys()]);
-    assert.equal(most, 3, "at most three requests in flight to the webhook at once, and the three were used");
+    await until(async () => (await env.bridge.admin("GET", "/admin/stats")).body.webhooks_sent === 16, 5000, "all sixteen delivered");
+    assert.equal(most, 3, "at most three requests in flight to the webhook at once");
   } finally {
+    holding = false;
+    for (const release of held) release();
     for (const socket of sockets) socket.close();
+    marks.close();
     await env.close();
   }
 });
