@@ -116,13 +116,17 @@ const LOCK = { key: "7093848243014296179", classid: 0x62726964, objid: 0x6765627
  * starting there are seen waiting for it; `waiting()` counts them, `release()` ends the session.
  */
 async function holdBootstrapLock(db) {
+  // Named after its database, so that only this holder is ever terminated (another test run on
+  // the same server holds its own lock in its own database).
+  const holderName = `lock-${db.name}`.slice(0, 63);
   const holderUrl = new URL(db.url);
-  holderUrl.searchParams.set("application_name", "bootstrap-lock-holder");
+  holderUrl.searchParams.set("application_name", holderName);
   const holder = spawn("psql", [holderUrl.toString(), "-qAtc", `SELECT pg_advisory_lock(${LOCK.key}); SELECT pg_sleep(60)`], { stdio: "ignore" });
+  // Advisory locks belong to a database: only those of this test's database are counted.
   const locks = (granted) =>
     Number(
       psql(
-        `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND ${granted ? "" : "NOT"} granted AND classid = ${LOCK.classid} AND objid = ${LOCK.objid} AND objsubid = 1`,
+        `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND ${granted ? "" : "NOT"} granted AND classid = ${LOCK.classid} AND objid = ${LOCK.objid} AND objsubid = 1`,
         db.name,
       ),
     );
@@ -131,7 +135,7 @@ async function holdBootstrapLock(db) {
       holder.kill("SIGKILL");
       await once(holder, "exit");
     }
-    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bootstrap-lock-holder'", db.name);
+    psql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '${holderName}' AND datname = current_database()`, db.name);
   };
   try {
     await until(() => locks(true) === 1, 10000, "the lock held by the test");
