@@ -269,7 +269,7 @@ test("redis: a node survives a Redis outage, says so on /readyz, refuses cluster
     clients.alice.socket.emit("hello", "during the outage");
     await c.receiver.waitFor((r) => r.some((d) => d.json?.event === "hello" && d.json.socket.node === "node-a"));
 
-    await c.redis.start();
+    await c.redis.restart();
     await until(async () => (await ready(c.a)).status === 200 && (await ready(c.b)).status === 200, 10000, "both nodes ready again");
     await deliver(c.a, key, clients, ["bob"], { event: "after", users: ["bob"] });
     await deliver(c.b, key, clients, ["alice"], { event: "after-b", users: ["alice"] });

@@ -51,7 +51,7 @@ export async function ownRedis() {
   const redis = {
     url: null,
     port: null,
-    /** Starts redis-server on `redis.port`; false when it could not listen there. */
+    /** Starts redis-server on `redis.port`; false when it could not listen there (see `restart()`). */
     async start() {
       child = spawn("redis-server", ["--port", String(redis.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
         stdio: "ignore",
@@ -59,6 +59,21 @@ export async function ownRedis() {
       const started = child;
       await until(() => started.exitCode !== null || started.signalCode !== null || redisPid(redis.port) === started.pid, 5000, `redis-server on ${redis.port}`);
       return redisPid(redis.port) === started.pid;
+    },
+    /**
+     * Starts redis-server again on the same port (after `kill()`); throws when it could not hold
+     * the port (another process took it meanwhile), rather than leaving the test to time out on
+     * an adapter that never comes back.
+     */
+    async restart() {
+      if (await redis.start()) return;
+      const exit = child.exitCode ?? child.signalCode;
+      await redis.kill();
+      const other = redisPid(redis.port);
+      throw new Error(
+        `redis-server could not listen on port ${redis.port} again (it ${exit === null ? "did not answer there" : `exited with ${exit}`}); ` +
+          (other ? `another redis-server (pid ${other}) answers there` : "another process took the port after the kill"),
+      );
     },
     async kill() {
       if (!child || child.exitCode !== null || child.signalCode !== null) return;

@@ -47,7 +47,7 @@ test("a schedule of faults under load: nothing acknowledged is lost, every clien
       ["the adapter's Redis killed, restarted 1 s later", async () => {
         await d.redis.kill();
         await sleep(1000);
-        await d.redis.start();
+        await d.redis.restart();
       }],
       ["every store connection terminated", async () => {
         psql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${d.db.name}' AND pid <> pg_backend_pid()`);

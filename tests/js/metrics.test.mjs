@@ -105,7 +105,7 @@ test("stats name the adapter's error while its connection is down, and count the
     assert.equal(ready.status, 503);
     assert.equal((await ready.json()).error.code, "adapter_unavailable");
 
-    await redis.start();
+    await redis.restart();
     const back = await until(async () => {
       const n = await node();
       return n.adapter_connected === true && n;
