@@ -425,6 +425,36 @@ fn test_database_name() -> String {
     format!("bridge_test_{run}_{}", &unique[..16])
 }
 
+/// A new, empty Postgres database of this run; its URL.
+async fn fresh_postgres_database() -> String {
+    use sqlx::{Connection, Executor};
+    let server = postgres_server();
+    let name = test_database_name();
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("Postgres must be running for the tests (see CONTRIBUTING.md)");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    format!("{server}/{name}")
+}
+
+/// Drops the database of `url` (made by [`fresh_postgres_database`]).
+async fn drop_postgres_database(url: &str) {
+    use sqlx::{Connection, Executor};
+    let (server, name) = url.rsplit_once('/').expect("a database in the URL");
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
+        .await
+        .unwrap();
+}
+
 /// A Postgres database that does not exist is one line in the server's words, without the
 /// driver's "error returned from database" and the line of Postgres's C source ("at line 948").
 #[test]
@@ -449,26 +479,11 @@ fn a_missing_postgres_database_is_one_clean_line() {
 /// (sqlx logs `relation "_sqlx_migrations" already exists, skipping` at INFO otherwise).
 #[tokio::test]
 async fn a_second_migration_logs_no_postgres_notice() {
-    use sqlx::{Connection, Executor};
-    let server = postgres_server();
-    let name = test_database_name();
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .expect("Postgres must be running for the tests (see CONTRIBUTING.md)");
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .unwrap();
-    let url = format!("{server}/{name}");
+    let url = fresh_postgres_database().await;
     let runs: Vec<Output> = (0..2)
         .map(|_| output(bridge().arg("migrate").env("DATABASE_URL", &url)))
         .collect();
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {name} WITH (FORCE)"
-        )))
-        .await
-        .unwrap();
+    drop_postgres_database(&url).await;
     for (i, out) in runs.iter().enumerate() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "run {i}: {stderr}");
@@ -586,17 +601,7 @@ fn admin_post(addr: &str, token: &str, path: &str, body: &str) -> u16 {
 /// start after the first, and for every namespace after the first. No node logs one.
 #[tokio::test]
 async fn nodes_on_the_postgres_adapter_log_no_postgres_notice() {
-    use sqlx::{Connection, Executor};
-    let server = postgres_server();
-    let name = test_database_name();
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .expect("Postgres must be running for the tests (see CONTRIBUTING.md)");
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .unwrap();
-    let url = format!("{server}/{name}");
+    let url = fresh_postgres_database().await;
     let mut logs = Vec::new();
     for node in 0..2 {
         let serving = serve(
@@ -611,12 +616,7 @@ async fn nodes_on_the_postgres_adapter_log_no_postgres_notice() {
         let status = admin_post(&serving.admin, "cli-test-token", "/admin/namespaces", &body);
         logs.push((status, serving.kill().join("\n")));
     }
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {name} WITH (FORCE)"
-        )))
-        .await
-        .unwrap();
+    drop_postgres_database(&url).await;
     for (node, (status, log)) in logs.iter().enumerate() {
         assert_eq!(*status, 201, "node {node}: {log}");
         assert!(
