@@ -129,7 +129,9 @@ function syncTree(committed) {
     files = spawnSync("git", ["ls-tree", "-r", "--name-only", "HEAD"], { cwd: root, encoding: "utf8" }).stdout;
   }
   files = files.split("\n").filter((f) => f && existsSync(join(source, f))).join("\n");
-  const synced = spawnSync("rsync", ["-a", "--checksum", "--files-from=-", "./", `${tree}/`], {
+  // Without -t: a copied file gets the time of the copy, so cargo rebuilds it even when the
+  // source's time (a commit's, from git archive) is older than the scratch tree's last build.
+  const synced = spawnSync("rsync", ["-rlp", "--checksum", "--files-from=-", "./", `${tree}/`], {
     cwd: source,
     input: files,
     stdio: ["pipe", "inherit", "inherit"],
