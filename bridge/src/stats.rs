@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use admin_api::{NodeStats, OutboxStats, Stats, StatsSource};
 
 use crate::cluster::Cluster;
-use crate::webhook::outbox::Refused;
 
 /// This node's counters since start.
 #[derive(Debug, Default)]
@@ -75,19 +74,15 @@ impl Counters {
 }
 
 impl Counters {
-    /// A durable event was refused.
-    pub fn outbox_refused(&self, why: Refused) {
-        self.outbox_refused_n(why, 1);
+    /// `n` durable events were refused: the outbox was over its byte budget.
+    pub fn refused_outbox_full(&self, n: usize) {
+        self.refused_full.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// `n` durable events were refused.
-    pub fn outbox_refused_n(&self, why: Refused, n: usize) {
-        let counter = match why {
-            Refused::OutboxFull => &self.refused_full,
-            Refused::StoreUnavailable => &self.refused_unavailable,
-            Refused::QueueFull => return,
-        };
-        counter.fetch_add(n as u64, Ordering::Relaxed);
+    /// `n` durable events were refused: the store could not be written.
+    pub fn refused_store_unavailable(&self, n: usize) {
+        self.refused_unavailable
+            .fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// The outbox as last read from the store.

@@ -56,6 +56,15 @@ pub enum Refused {
 }
 
 impl Refused {
+    /// Counts `n` refusals of this kind in `counters`, which keep no count of full queues.
+    fn count(self, counters: &Counters, n: usize) {
+        match self {
+            Self::OutboxFull => counters.refused_outbox_full(n),
+            Self::StoreUnavailable => counters.refused_store_unavailable(n),
+            Self::QueueFull => {}
+        }
+    }
+
     /// The code clients see.
     pub fn code(self) -> &'static str {
         match self {
@@ -205,7 +214,7 @@ impl Outbox {
     }
 
     fn refuse(&self, why: Refused) -> Refused {
-        self.counters.outbox_refused(why);
+        why.count(&self.counters, 1);
         metrics::counter!(crate::metrics::OUTBOX_REFUSED, "reason" => why.code()).increment(1);
         why
     }
@@ -364,9 +373,7 @@ async fn write_inserts(outbox: Weak<Outbox>, batch: Vec<PendingInsert>) {
             for row in &rows {
                 outbox.let_go(&row.id);
             }
-            outbox
-                .counters
-                .outbox_refused_n(Refused::StoreUnavailable, rows.len());
+            Refused::StoreUnavailable.count(&outbox.counters, rows.len());
             metrics::counter!(crate::metrics::OUTBOX_REFUSED, "reason" => Refused::StoreUnavailable.code())
                 .increment(rows.len() as u64);
             Err(Refused::StoreUnavailable)
