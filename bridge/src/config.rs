@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::bootstrap::{Declarations, DeclaredApiKey, DeclaredNamespace};
 use crate::listener::Limits;
 use crate::rate::RateLimit;
-use crate::webhook::outbox::schedule::{DEFAULT_SCHEDULE, Schedule, parse_duration};
+use crate::schedule::{DEFAULT_SCHEDULE, Schedule, parse_duration};
 
 /// Command line of the `bridge` binary.
 #[derive(Debug, Parser)]

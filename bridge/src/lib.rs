@@ -9,6 +9,7 @@
 //! - [`emit_api`]: the REST emit API of the public listener (`/v1/*`).
 //! - [`webhook`]: delivery bodies, signing, sending with retries, replies.
 //! - [`payload`]: Socket.IO arguments as JSON, binaries as `{"$binary": base64}`.
+//! - [`schedule`]: durations as operators write them, and the durable retry schedule.
 //! - [`listener`]: serving a listener with a header timeout and a connection cap.
 //! - [`outgoing`]: the URL policy applied to the bridge's own requests (webhooks, JWKS) when a
 //!   host name is resolved.
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod outgoing;
 pub mod payload;
 pub mod rate;
+pub mod schedule;
 pub mod shutdown;
 pub mod socket;
 pub mod stats;

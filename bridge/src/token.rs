@@ -12,7 +12,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde::Serialize;
 
 use crate::config::TokenArgs;
-use crate::webhook::outbox::schedule::parse_duration;
+use crate::schedule::parse_duration;
 
 /// Why no token could be made.
 #[derive(Debug, thiserror::Error)]

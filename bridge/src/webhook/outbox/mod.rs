@@ -2,16 +2,15 @@
 //!
 //! An accepted event is written (group commit, [`batch`]) before the client hears `ok`; this
 //! process then holds the row under a lease and makes the first attempt from the socket's
-//! ordered queue. A failed attempt puts the row on the retry [`schedule`]; due rows are claimed
-//! by any process's [`worker`] (`FOR UPDATE SKIP LOCKED` on Postgres). Leases are renewed while
-//! held, so rows of a process that died are taken over once its lease runs out. The byte
-//! [`budget`] refuses new events rather than letting a dead backend fill the disk, and [`prune`]
-//! enforces retention.
+//! ordered queue. A failed attempt puts the row on the retry [`schedule`](crate::schedule); due
+//! rows are claimed by any process's [`worker`] (`FOR UPDATE SKIP LOCKED` on Postgres). Leases
+//! are renewed while held, so rows of a process that died are taken over once its lease runs
+//! out. The byte [`budget`] refuses new events rather than letting a dead backend fill the disk,
+//! and [`prune`] enforces retention.
 
 pub mod batch;
 pub mod budget;
 pub mod prune;
-pub mod schedule;
 pub mod worker;
 
 use std::collections::HashSet;

@@ -1,4 +1,6 @@
-//! The durable retry schedule: a list of delays, with jitter, honouring `Retry-After`.
+//! Durations as operators write them (`250ms`, `5s`, `2m`), and the durable retry schedule built
+//! from them (a list of delays, with jitter, honouring `Retry-After`): read by the configuration,
+//! used by the outbox.
 
 use std::time::Duration;
 
