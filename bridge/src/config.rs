@@ -8,7 +8,7 @@ use admin_api::store::{KeyError, Sealer};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
-use crate::bootstrap::{Declarations, DeclaredApiKey, DeclaredNamespace};
+use crate::declarations::{Declarations, DeclaredApiKey, DeclaredNamespace};
 use crate::listener::Limits;
 use crate::rate::RateLimit;
 use crate::schedule::{DEFAULT_SCHEDULE, Schedule, parse_duration};

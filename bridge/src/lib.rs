@@ -1,6 +1,7 @@
 //! Data plane of the bridge.
 //!
-//! - [`config`]: the one typed configuration (defaults < TOML < env < flags).
+//! - [`config`]: the one typed configuration (defaults < TOML < env < flags); the namespaces,
+//!   webhooks and keys it declares are [`declarations`], applied at start by [`bootstrap`].
 //! - [`admin_writes`]: admin writes answer once this node serves them.
 //! - [`app`]: [`Application`], which binds the public and admin listeners and wires everything.
 //! - [`catalog`]: the in-memory view of namespaces, webhooks and API keys the hot paths read.
@@ -24,6 +25,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod config;
 pub mod console;
+pub mod declarations;
 pub mod emit_api;
 pub mod health;
 pub mod listener;

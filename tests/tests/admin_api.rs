@@ -1414,7 +1414,7 @@ const BOOTSTRAP_LOCK: i64 = 0x6272_6964_6765_6273;
 /// and each declared object exists exactly once, written once.
 #[tokio::test]
 async fn nodes_starting_together_apply_the_declarations_once() {
-    use bridge::bootstrap::{Declarations, DeclaredApiKey, DeclaredNamespace};
+    use bridge::declarations::{Declarations, DeclaredApiKey, DeclaredNamespace};
     use sqlx::{Connection, Executor, PgConnection, Row};
     let url = bridge_tests::fresh_database(Engine::Postgres).await;
     // As the config file declares them (read through the same serde derives).
