@@ -12,8 +12,8 @@ use admin_api::model::{ApiKey, EventPattern, Namespace, NamespaceAuth, UrlPolicy
 use admin_api::{CatalogSnapshot, Store};
 use tokio::sync::watch;
 
-use crate::socket::auth::JwtVerifier;
-use crate::socket::jwks::JwksRegistry;
+use crate::jwt::JwtVerifier;
+use crate::jwt::jwks::JwksRegistry;
 
 /// How often other nodes' changes are looked for.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);

@@ -6,6 +6,8 @@
 //! - [`app`]: [`Application`], which binds the public and admin listeners and wires everything.
 //! - [`catalog`]: the in-memory view of namespaces, webhooks and API keys the hot paths read.
 //! - [`cluster`]: several nodes: the node id, the Redis and Postgres adapter drivers, their health.
+//! - [`jwt`]: token verification (a fixed key or an identity provider's JWKS), which the
+//!   catalog compiles and the socket layer asks.
 //! - [`socket`]: the Socket.IO gateway (namespaces, auth, the catch-all forwarder).
 //! - [`emit_api`]: the REST emit API of the public listener (`/v1/*`).
 //! - [`webhook`]: delivery bodies, signing, sending with retries, replies.
@@ -28,6 +30,7 @@ pub mod console;
 pub mod declarations;
 pub mod emit_api;
 pub mod health;
+pub mod jwt;
 pub mod listener;
 pub mod metrics;
 pub mod outgoing;

@@ -83,7 +83,7 @@ pub async fn mint(store: &Store, args: &TokenArgs) -> Result<String, TokenError>
         aud: jwt.audience.as_deref(),
     };
     Ok(jsonwebtoken::encode(
-        &Header::new(crate::socket::auth::algorithm(jwt.algorithm)),
+        &Header::new(crate::jwt::algorithm(jwt.algorithm)),
         &claims,
         &EncodingKey::from_secret(secret.as_bytes()),
     )?)

@@ -339,7 +339,7 @@ async fn token_signs_for_a_shared_secret_namespace() {
         1,
         "only the token on stdout: {stdout}"
     );
-    let identity = bridge::socket::auth::JwtVerifier::new(&jwt)
+    let identity = bridge::jwt::JwtVerifier::new(&jwt)
         .unwrap()
         .verify(token)
         .await

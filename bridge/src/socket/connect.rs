@@ -13,7 +13,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::{DisconnectReason, Socket};
 
 use super::Gateway;
-use super::auth::{Identity, handshake_token};
+use super::auth::handshake_token;
 use super::forward::{Forwarder, apply_reply, deliver_lifecycle, socket_info};
 use super::handover::STOPPING_REASON;
 use super::owned_request::SHOWN_HEADERS;
@@ -21,6 +21,7 @@ use super::rooms::USER_ROOM_PREFIX;
 use super::session::{INERT_ROOM, Session};
 use crate::catalog::NamespaceEntry;
 use crate::cluster::bus::RoomOp;
+use crate::jwt::Identity;
 use crate::webhook::body::{Body, Handshake, Kind};
 use crate::webhook::{Job, Message, Mode, Outcome, Reply, message_id};
 

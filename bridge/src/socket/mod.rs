@@ -13,7 +13,6 @@ pub mod auth;
 pub mod connect;
 pub mod forward;
 pub mod handover;
-pub mod jwks;
 pub mod owned_request;
 pub mod rooms;
 pub mod session;

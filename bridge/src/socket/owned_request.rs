@@ -31,7 +31,7 @@ pub async fn own_bytes(req: Request, next: Next) -> Response {
 /// The handshake headers the `$connect` webhook shows (`socket::connect` reads them from here).
 pub const SHOWN_HEADERS: [HeaderName; 2] = [ORIGIN, USER_AGENT];
 
-/// The other headers a GET keeps: the token (`authorization`, read by `socket::auth`) and what
+/// The other headers a GET keeps: the token (`authorization`, read by `socket::auth`, checked by `jwt`) and what
 /// the upgrade and the polling transport read.
 const READ_HEADERS: [HeaderName; 8] = [
     AUTHORIZATION,
