@@ -14,6 +14,8 @@
 //! - [`payload`]: Socket.IO arguments as JSON, binaries as `{"$binary": base64}`.
 //! - [`schedule`]: durations as operators write them, and the durable retry schedule.
 //! - [`listener`]: serving a listener with a header timeout and a connection cap.
+//! - [`v2_connect`]: socket.io-client v2's CONNECT query stripped (polling bodies, WebSocket
+//!   frames on the listener's connections).
 //! - [`outgoing`]: the URL policy applied to the bridge's own requests (webhooks, JWKS) when a
 //!   host name is resolved.
 //! - [`health`], [`metrics`], [`stats`], [`telemetry`], [`shutdown`]: operations.
@@ -42,6 +44,7 @@ pub mod socket;
 pub mod stats;
 pub mod telemetry;
 pub mod token;
+pub mod v2_connect;
 pub mod webhook;
 
 pub use app::{Application, StartError};

@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
-use crate::socket::v2_compat::frames::ConnectRewriter;
+use crate::v2_connect::frames::ConnectRewriter;
 
 /// Least time between two "connection cap reached" warnings.
 /// Most bytes hyper buffers while reading a request head (its minimum).

@@ -3,8 +3,9 @@
 //! WebSocket filter's output does not depend on how the stream was cut into reads.
 #![no_main]
 
-use bridge::socket::v2_compat::frames::ConnectRewriter;
-use bridge::socket::v2_compat::{polling::rewrite_payload, strip_connect_query};
+use bridge::socket::v2_compat::polling::rewrite_payload;
+use bridge::v2_connect::frames::ConnectRewriter;
+use bridge::v2_connect::strip_connect_query;
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 

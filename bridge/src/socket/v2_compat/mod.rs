@@ -5,14 +5,15 @@
 //! client never connects. (The same query is on the handshake URL, where the bridge reads it.)
 //! This middleware strips the query from CONNECT packets before socketioxide parses them:
 //! - [`polling`]: in Engine.IO 3 polling POST bodies, rewritten in place;
-//! - [`frames`]: on Engine.IO 3 WebSockets, the client's CONNECT text frames, rewritten in the
-//!   byte stream below socketioxide's WebSocket stack once the upgrade is answered (the
-//!   listener's connection reads through a [`frames::ConnectRewriter`] from then on).
+//! - on Engine.IO 3 WebSockets, the client's CONNECT text frames, rewritten in the byte stream
+//!   below socketioxide's WebSocket stack once the upgrade is answered (the listener's connection
+//!   reads through a [`ConnectRewriter`](crate::v2_connect::frames::ConnectRewriter) from then on).
+//!
+//! Both apply [`strip_connect_query`](crate::v2_connect::strip_connect_query).
 //!
 //! Every other request (Engine.IO 4, v3/v4 clients) passes untouched. The upstream fix:
 //! socketioxide's protocol-4 parser should split the namespace at `?`.
 
-pub mod frames;
 pub mod polling;
 
 use std::net::SocketAddr;
@@ -76,30 +77,4 @@ fn is_eio3(req: &Request) -> bool {
             .unwrap_or("")
             .split('&')
             .any(|kv| kv == "EIO=3")
-}
-
-/// `40/chat?token=abc,` → `40/chat,`; `None` for any other packet.
-pub fn strip_connect_query(packet: &str) -> Option<String> {
-    let ns_and_rest = packet.strip_prefix("40/")?;
-    let ns_end = ns_and_rest.find(',').unwrap_or(ns_and_rest.len());
-    let (namespace, rest) = ns_and_rest.split_at(ns_end);
-    let (path, _query) = namespace.split_once('?')?;
-    Some(format!("40/{path}{rest}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strips_only_connect_queries() {
-        assert_eq!(
-            strip_connect_query("40/chat?token=abc,").as_deref(),
-            Some("40/chat,")
-        );
-        assert_eq!(strip_connect_query("40/a/b?x=1").as_deref(), Some("40/a/b"));
-        assert_eq!(strip_connect_query("40/chat,"), None);
-        assert_eq!(strip_connect_query("42/chat,[\"a?b\"]"), None);
-        assert_eq!(strip_connect_query("2probe"), None);
-    }
 }

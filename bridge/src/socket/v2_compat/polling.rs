@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::strip_connect_query;
+use crate::v2_connect::strip_connect_query;
 
 /// Whether `req` is an Engine.IO 3 polling POST with a string payload.
 pub fn is_eio3_polling_post(req: &Request) -> bool {
