@@ -1,11 +1,28 @@
-//! Outgoing requests (webhooks, JWKS): DNS resolution that keeps only the addresses the URL
-//! policy allows, so a host name cannot lead a request to a metadata service (or, when denied, a
-//! private address). IP-literal hosts are checked by the caller with `UrlPolicy::check_url`.
+//! Outgoing requests (webhooks, JWKS) under the URL policy: the client they are made with
+//! (redirects never followed, DNS resolution that keeps only the addresses the policy allows, so
+//! a host name cannot lead a request to a metadata service or, when denied, a private address),
+//! and the check of IP-literal hosts, which are never resolved.
 
 use std::net::SocketAddr;
 
 use admin_api::model::UrlPolicy;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// A client builder for the bridge's own requests: a redirect is never followed (it could lead
+/// where the policy refuses), and host names resolve through the policy.
+pub fn client(policy: UrlPolicy) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(PolicyResolver(policy))
+}
+
+/// `Err(why)` when `url`'s host is an IP address the policy refuses (the resolver never sees
+/// those); the reason as deliveries and logs record it.
+pub fn check_literal(policy: UrlPolicy, url: &url::Url) -> Result<(), String> {
+    policy
+        .check_url(url)
+        .map_err(|why| format!("destination not allowed: {why}"))
+}
 
 /// A host name that resolves only to refused addresses.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use admin_api::model::UrlPolicy;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
 
-use crate::outgoing::{Denied, PolicyResolver};
+use crate::outgoing::{self, Denied};
 
 /// Fewest seconds between two fetches of one set.
 pub const MIN_REFRESH: Duration = Duration::from_secs(5);
@@ -112,11 +112,8 @@ impl Jwks {
     }
 
     async fn fetch(&self) -> Result<(Keys, Duration), String> {
-        // An IP-literal host is never resolved, so the resolver cannot check it: checked here.
         let url = url::Url::parse(&self.url).map_err(|e| e.to_string())?;
-        self.policy
-            .check_url(&url)
-            .map_err(|why| format!("destination not allowed: {why}"))?;
+        outgoing::check_literal(self.policy, &url)?;
         let mut res = tokio::time::timeout(FETCH_TIMEOUT, self.http.get(url).send())
             .await
             .map_err(|_| "no answer within 5 s".to_owned())?
@@ -198,11 +195,7 @@ impl JwksRegistry {
         let http = self.http.get_or_init(|| {
             // The application installs it at start; a second install is refused harmlessly.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .dns_resolver(Arc::new(PolicyResolver(self.policy)))
-                .build()
-                .unwrap_or_default()
+            outgoing::client(self.policy).build().unwrap_or_default()
         });
         self.sets
             .lock()

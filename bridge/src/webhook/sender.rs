@@ -8,7 +8,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 
 use super::reply::Reply;
 use super::sign::signature_header;
-use crate::outgoing::{Denied, PolicyResolver};
+use crate::outgoing::{self, Denied};
 
 /// Longest `Retry-After` honoured; a larger one is clamped to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -64,10 +64,8 @@ pub struct Sender {
 impl Sender {
     /// A sender that never follows redirects and sends only where `policy` allows.
     pub fn new(policy: UrlPolicy) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let http = outgoing::client(policy)
             .pool_max_idle_per_host(64)
-            .dns_resolver(PolicyResolver(policy))
             .build()
             .expect("HTTP client with the process-wide TLS provider");
         Self { http, policy }
@@ -75,14 +73,10 @@ impl Sender {
 
     /// POSTs `message` to `hook`, signed now, within the hook's timeout.
     pub async fn attempt(&self, hook: &Webhook, message: &Message) -> Attempt {
-        // An IP-literal host is never resolved, so the resolver cannot check it: this does.
         if let Ok(url) = url::Url::parse(&hook.url)
-            && let Err(why) = self.policy.check_url(&url)
+            && let Err(error) = outgoing::check_literal(self.policy, &url)
         {
-            return Attempt::Final {
-                status: 0,
-                error: format!("destination not allowed: {why}"),
-            };
+            return Attempt::Final { status: 0, error };
         }
         let now = chrono::Utc::now();
         let timestamp = now.timestamp();
