@@ -157,6 +157,7 @@ async fn upsert_webhook(
         timeout_ms: new.timeout_ms,
         headers: new.headers.clone(),
         enabled: new.enabled,
+        batch: new.batch,
         ..current.clone()
     };
     if wanted == *current {

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use admin_api::model::{
-    JwtAlgorithm, JwtAuth, NamespaceAuth, NewApiKey, NewNamespace, NewWebhook, UrlPolicy,
+    Batch, JwtAlgorithm, JwtAuth, NamespaceAuth, NewApiKey, NewNamespace, NewWebhook, UrlPolicy,
 };
 use serde::Deserialize;
 
@@ -78,6 +78,8 @@ pub struct DeclaredWebhook {
     pub headers: BTreeMap<String, String>,
     /// Whether it receives deliveries [default: true].
     pub enabled: Option<bool>,
+    /// Batch bounds (`batch = {}` for the defaults); absent sends one POST per delivery.
+    pub batch: Option<Batch>,
 }
 
 /// An API key as the file declares it: its value from an environment variable, stored hashed.
@@ -173,6 +175,7 @@ impl Declarations {
                     timeout_ms: hook.timeout_ms.unwrap_or(5_000),
                     headers: hook.headers.clone(),
                     enabled: hook.enabled.unwrap_or(true),
+                    batch: hook.batch,
                 };
                 new.validate().map_err(|e| format!("{what}: {e}"))?;
                 policy

@@ -21,6 +21,8 @@ pub const EVENTS_RECEIVED: &str = "bridge_events_received_total";
 pub const WEBHOOK_ATTEMPTS: &str = "bridge_webhook_attempts_total";
 /// Webhook attempt latency, seconds.
 pub const WEBHOOK_LATENCY: &str = "bridge_webhook_duration_seconds";
+/// Deliveries per batch of a batched webhook.
+pub const WEBHOOK_BATCH_SIZE: &str = "bridge_webhook_batch_deliveries";
 /// Webhook messages dropped (queue full), by reason.
 pub const WEBHOOK_DROPPED: &str = "bridge_webhook_dropped_total";
 /// Bytes of messages waiting in memory for webhook deliveries.
@@ -74,6 +76,11 @@ pub fn recorder(node_id: &str) -> PrometheusHandle {
                         0.0, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
                         5000.0, 10000.0, 25000.0,
                     ],
+                )
+                .expect("static buckets are valid")
+                .set_buckets_for_metric(
+                    Matcher::Full(WEBHOOK_BATCH_SIZE.into()),
+                    &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0],
                 )
                 .expect("static buckets are valid")
                 .add_global_label("node", node_id)

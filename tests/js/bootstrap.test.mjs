@@ -22,6 +22,7 @@ secret_env = "BOOT_HOOK"
 [[namespaces.webhooks]]
 url = "${receiverUrl}/generated"
 events = ["never"]
+batch = { max_events = 5 }
 
 [[api_keys]]
 name = "deploy"
@@ -67,6 +68,9 @@ async function declareThrice(receiver, config, start, secrets) {
     const emit = await bridge.v1("POST", "/v1/emit", secrets.BOOT_KEY, { namespace: "/boot", event: "e" });
     assert.equal(emit.status, 200);
     before = await listing(bridge);
+    const generated = before.webhooks.find((w) => w.url.endsWith("/generated"));
+    assert.deepEqual(generated.batch, { max_events: 5, max_bytes: 262144, max_wait_ms: 20 }, "declared batch bounds, the rest defaults");
+    assert.equal(before.webhooks.find((w) => w.url.endsWith("/chosen")).batch, null);
   } finally {
     await bridge.stop();
   }
@@ -97,6 +101,9 @@ async function declareThrice(receiver, config, start, secrets) {
 
   // A variable the file names but the environment lacks is a configuration error.
   await assert.rejects(start({ BOOT_KEY: "" }), /exited with 2:[\s\S]*api key deploy: environment variable BOOT_KEY is not set/);
+  // A batched reply webhook is refused as the admin API refuses it.
+  writeFileSync(config, file(receiver.url, ["hello"]).replace("batch = {", "reply = true\nbatch = {"));
+  await assert.rejects(start(), /exited with 2:[\s\S]*webhook \S+\/generated: [\s\S]*reply webhook cannot be batched/);
 }
 
 /** Namespaces, webhooks and keys as the admin API lists them. */

@@ -69,6 +69,19 @@ test("dashboard: log in, create a namespace, a webhook and a key, see a client l
     const chat = (await bridge.admin("GET", "/admin/namespaces")).body.find((n) => n.name === "/chat");
     const [hook] = (await bridge.admin("GET", `/admin/namespaces/${chat.id}/webhooks`)).body;
     assert.deepEqual(hook.events, ["order", "other"]);
+    assert.equal(hook.batch, null);
+    // Batch it from the form: the bounds given, the others the defaults; then not any more.
+    await hookRow.getByRole("button", { name: "Edit" }).click();
+    await page.check("#webhook-form input[name=batched]");
+    await page.fill("#webhook-form input[name=max_events]", "50");
+    await page.click("#webhook-form button[type=submit]");
+    await page.locator("#webhooks tr", { hasText: "batched (50 events, 262144 bytes, 20 ms)" }).waitFor();
+    assert.deepEqual((await bridge.admin("GET", `/admin/webhooks/${hook.id}`)).body.batch, { max_events: 50, max_bytes: 262144, max_wait_ms: 20 });
+    await page.locator("#webhooks tr", { hasText: receiver.url }).getByRole("button", { name: "Edit" }).click();
+    assert.equal(await page.inputValue("#webhook-form input[name=max_events]"), "50");
+    await page.uncheck("#webhook-form input[name=batched]");
+    await page.click("#webhook-form button[type=submit]");
+    await until(async () => (await bridge.admin("GET", `/admin/webhooks/${hook.id}`)).body.batch === null, 5000, "batching turned off");
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-namespaces.png"), fullPage: true });
 
     await page.getByRole("button", { name: "API keys" }).click();

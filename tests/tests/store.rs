@@ -69,6 +69,7 @@ fn webhook(namespace_id: &str) -> Webhook {
         timeout_ms: 1500,
         headers: BTreeMap::from([("x-team".into(), "blue".into())]),
         enabled: true,
+        batch: None,
         created_at: now,
         updated_at: now,
     }
@@ -176,14 +177,35 @@ async fn webhooks_belong_to_namespaces_and_cascade(store: Store) {
     assert_eq!(read.secret, hook.secret);
     assert!(read.reply && !read.durable && read.enabled);
     assert_eq!(read.timeout_ms, 1500);
+    assert_eq!(read.batch, None);
 
     hook.previous_secret = Some((hook.secret.clone(), Timestamp::now().0 + 1000));
     hook.secret = admin_api::model::generate_webhook_secret();
     hook.enabled = false;
+    let batch = admin_api::model::Batch {
+        max_events: 7,
+        max_bytes: 4096,
+        max_wait_ms: 0,
+    };
+    hook.batch = Some(batch);
     store.update_webhook(&hook).await.unwrap();
     let read = store.get_webhook(&hook.id).await.unwrap();
     assert_eq!(read.previous_secret, hook.previous_secret);
     assert!(!read.enabled);
+    assert_eq!(read.batch, Some(batch));
+    let batched = webhook(&ns.id);
+    store
+        .create_webhook(&Webhook {
+            batch: Some(batch),
+            ..batched.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_webhook(&batched.id).await.unwrap().batch,
+        Some(batch)
+    );
+    store.delete_webhook(&batched.id).await.unwrap();
 
     store
         .insert_delivery(&delivery(&hook.id, DeliveryStatus::Failed))

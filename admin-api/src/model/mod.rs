@@ -18,7 +18,7 @@ pub use namespace::{
 };
 pub use url_policy::UrlPolicy;
 pub use webhook::{
-    EventPattern, NewWebhook, RESERVED_EVENTS, SECRET_PREFIX, SecretRotated, Webhook,
+    Batch, EventPattern, NewWebhook, RESERVED_EVENTS, SECRET_PREFIX, SecretRotated, Webhook,
     WebhookCreated, WebhookPatch, generate_webhook_secret, is_reserved_event,
     validate_webhook_secret,
 };

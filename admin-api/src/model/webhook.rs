@@ -17,6 +17,14 @@ pub const SECRET_PREFIX: &str = "whsec_";
 const SECRET_BYTES: usize = 24;
 /// Longest delivery timeout accepted.
 const MAX_TIMEOUT_MS: u64 = 60_000;
+/// Bounds of a batch's settings: most events, least and most bytes, longest wait.
+pub const BATCH_MAX_EVENTS: u32 = 1_000;
+/// Least `batch.max_bytes`.
+pub const BATCH_MIN_BYTES: u32 = 1_024;
+/// Most `batch.max_bytes` (4 MiB).
+pub const BATCH_MAX_BYTES: u32 = 4 << 20;
+/// Most `batch.max_wait_ms`.
+pub const BATCH_MAX_WAIT_MS: u32 = 10_000;
 /// Event names a client may never send (Socket.IO reserves them).
 pub const RESERVED_EVENTS: [&str; 6] = [
     "connect",
@@ -69,6 +77,9 @@ pub struct Webhook {
     pub headers: BTreeMap<String, String>,
     /// Disabled webhooks receive nothing.
     pub enabled: bool,
+    /// When set, deliveries go out grouped into one POST (see [`Batch`]); null sends one POST each.
+    #[schema(required = true)]
+    pub batch: Option<Batch>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it last changed.
@@ -86,6 +97,77 @@ impl Webhook {
         }
         secrets
     }
+}
+
+/// How a batched webhook groups its deliveries: one POST holds up to `max_events` bodies and
+/// `max_bytes` of them, and leaves at most `max_wait_ms` after its first body arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// Most deliveries in one POST; default 100.
+    #[serde(default = "default_batch_events")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_events: u32,
+    /// Most bytes of bodies in one POST; default 262144 (256 KiB). A body larger than this goes
+    /// alone.
+    #[serde(default = "default_batch_bytes")]
+    #[schema(minimum = 1024, maximum = 4194304)]
+    pub max_bytes: u32,
+    /// Longest a delivery waits for others to join its POST, ms; default 20.
+    #[serde(default = "default_batch_wait")]
+    #[schema(minimum = 0, maximum = 10000)]
+    pub max_wait_ms: u32,
+}
+
+fn default_batch_events() -> u32 {
+    100
+}
+
+fn default_batch_bytes() -> u32 {
+    256 * 1024
+}
+
+fn default_batch_wait() -> u32 {
+    20
+}
+
+impl Batch {
+    /// Checks every bound.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if !(1..=BATCH_MAX_EVENTS).contains(&self.max_events) {
+            return Err(ApiError::invalid(
+                "batch.max_events",
+                format!("must be between 1 and {BATCH_MAX_EVENTS}"),
+            ));
+        }
+        if !(BATCH_MIN_BYTES..=BATCH_MAX_BYTES).contains(&self.max_bytes) {
+            return Err(ApiError::invalid(
+                "batch.max_bytes",
+                format!("must be between {BATCH_MIN_BYTES} and {BATCH_MAX_BYTES}"),
+            ));
+        }
+        if self.max_wait_ms > BATCH_MAX_WAIT_MS {
+            return Err(ApiError::invalid(
+                "batch.max_wait_ms",
+                format!("must be between 0 and {BATCH_MAX_WAIT_MS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A reply webhook answers one event at a time, so it cannot also be batched.
+fn validate_batch(batch: Option<&Batch>, reply: bool) -> Result<(), ApiError> {
+    let Some(batch) = batch else {
+        return Ok(());
+    };
+    if reply {
+        return Err(ApiError::invalid(
+            "batch",
+            "a reply webhook cannot be batched: its answer replies to one event; set reply to false or batch to null",
+        ));
+    }
+    batch.validate()
 }
 
 /// Answer of `POST /admin/namespaces/{id}/webhooks`: the webhook, and its secret when generated.
@@ -137,6 +219,9 @@ pub struct NewWebhook {
     /// Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Default null (one POST per delivery); `{}` batches with the default bounds.
+    #[serde(default)]
+    pub batch: Option<Batch>,
 }
 
 fn default_timeout() -> u64 {
@@ -168,6 +253,7 @@ impl NewWebhook {
             timeout_ms: self.timeout_ms,
             headers: self.headers,
             enabled: self.enabled,
+            batch: self.batch,
             created_at: now,
             updated_at: now,
         };
@@ -185,7 +271,8 @@ impl NewWebhook {
             validate_webhook_secret("secret", secret)?;
         }
         validate_timeout(self.timeout_ms)?;
-        validate_headers(&self.headers)
+        validate_headers(&self.headers)?;
+        validate_batch(self.batch.as_ref(), self.reply)
     }
 }
 
@@ -210,6 +297,18 @@ pub struct WebhookPatch {
     pub headers: Option<BTreeMap<String, String>>,
     /// Enable or disable.
     pub enabled: Option<bool>,
+    /// New batch bounds, or null to send one POST per delivery.
+    #[serde(default, deserialize_with = "present")]
+    pub batch: Option<Option<Batch>>,
+}
+
+/// A field that is present, even as null, is `Some`: `"batch": null` turns batching off.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl WebhookPatch {
@@ -235,6 +334,10 @@ impl WebhookPatch {
         next.reply = self.reply.unwrap_or(next.reply);
         next.durable = self.durable.unwrap_or(next.durable);
         next.enabled = self.enabled.unwrap_or(next.enabled);
+        if let Some(batch) = self.batch {
+            next.batch = batch;
+        }
+        validate_batch(next.batch.as_ref(), next.reply)?;
         next.updated_at = Timestamp::now();
         Ok(next)
     }

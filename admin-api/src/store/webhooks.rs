@@ -10,7 +10,7 @@ use crate::model::{Timestamp, Webhook};
 macro_rules! columns {
     () => {
         "id, namespace_id, url, events, secret, previous_secret, \
-    previous_secret_until, reply, durable, timeout_ms, headers, enabled, created_at, updated_at"
+    previous_secret_until, reply, durable, timeout_ms, headers, enabled, created_at, updated_at, batch"
     };
 }
 
@@ -65,7 +65,7 @@ impl Store {
             "INSERT INTO webhooks (",
             columns!(),
             ") \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         );
         let (previous, until) = self.split_previous(hook)?;
         sqlx::query(sql)
@@ -83,6 +83,7 @@ impl Store {
             .bind(i64::from(hook.enabled))
             .bind(hook.created_at.0)
             .bind(hook.updated_at.0)
+            .bind(batch_column(hook)?)
             .execute(&mut *tx)
             .await?;
         self.commit_change(tx).await
@@ -121,7 +122,7 @@ impl Store {
         sqlx::query(
             "UPDATE webhooks SET url = $1, events = $2, secret = $3, previous_secret = $4, \
              previous_secret_until = $5, reply = $6, durable = $7, timeout_ms = $8, headers = $9, \
-             enabled = $10, updated_at = $11 WHERE id = $12",
+             enabled = $10, updated_at = $11, batch = $12 WHERE id = $13",
         )
         .bind(&hook.url)
         .bind(to_json(&hook.events)?)
@@ -134,6 +135,7 @@ impl Store {
         .bind(to_json(&hook.headers)?)
         .bind(i64::from(hook.enabled))
         .bind(hook.updated_at.0)
+        .bind(batch_column(&hook)?)
         .bind(&hook.id)
         .execute(&mut *tx)
         .await
@@ -147,6 +149,11 @@ impl Store {
         self.delete_by_id("DELETE FROM webhooks WHERE id = $1", id, || not_found(id))
             .await
     }
+}
+
+/// The `batch` column: its settings as JSON, NULL when the webhook is not batched.
+fn batch_column(hook: &Webhook) -> Result<Option<String>, StoreError> {
+    hook.batch.as_ref().map(to_json).transpose()
 }
 
 /// Timeouts are validated to at most 60 s, so this never saturates in practice.
@@ -184,6 +191,12 @@ impl Store {
                 .map_err(|_| StoreError::Corrupt("timeout_ms".into()))?,
             headers: json_column(row, "headers")?,
             enabled: flag_column(row, "enabled")?,
+            batch: row
+                .try_get::<Option<String>, _>("batch")?
+                .map(|text| {
+                    serde_json::from_str(&text).map_err(|_| StoreError::Corrupt("batch".into()))
+                })
+                .transpose()?,
             created_at: Timestamp(row.try_get("created_at")?),
             updated_at: Timestamp(row.try_get("updated_at")?),
         })

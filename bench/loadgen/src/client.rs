@@ -252,7 +252,12 @@ impl Client {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(id, tx);
             let sent = Instant::now();
-            let packet = format!("42{}{id}[\"tick\",{{\"i\":{i}}}]", self.prefix);
+            // `t`: wall-clock microseconds, for the receiver's emit-to-receipt latency.
+            let packet = format!(
+                "42{}{id}[\"tick\",{{\"i\":{i},\"t\":{}}}]",
+                self.prefix,
+                crate::receiver::wall_micros()
+            );
             if self.out.send(Message::text(packet)).is_err() {
                 break;
             }

@@ -18,6 +18,7 @@ use admin_api::store::NewDelivery;
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::batcher::Batchers;
 use super::outbox::{Outbox, Prior, Receipt, Refused};
 use super::queue_budget::{Charge, QueueBudget};
 use super::sender::{Attempt, Message, Sender, loggable_url};
@@ -79,11 +80,13 @@ pub struct Dispatcher {
     concurrency: usize,
     counters: Arc<Counters>,
     /// Jobs queued or in flight, so that shutdown can wait for them.
-    outstanding: AtomicUsize,
+    pub(super) outstanding: AtomicUsize,
     /// The durable outbox.
     pub outbox: Arc<Outbox>,
     /// Bytes queued in memory.
     budget: Arc<QueueBudget>,
+    /// The queues of batched webhooks.
+    batchers: Batchers,
 }
 
 impl Dispatcher {
@@ -103,6 +106,7 @@ impl Dispatcher {
             counters,
             outstanding: AtomicUsize::new(0),
             outbox,
+            batchers: Batchers::default(),
         }
     }
 
@@ -138,7 +142,13 @@ impl Dispatcher {
             }
             Err(why)
         };
-        if !queues.has_room(&job.webhook.id) {
+        let batched = is_batched(&job.webhook);
+        let has_room = if batched {
+            self.batchers.has_room(&job.webhook.id)
+        } else {
+            queues.has_room(&job.webhook.id)
+        };
+        if !has_room {
             metrics::counter!(crate::metrics::WEBHOOK_DROPPED, "reason" => "queue_full")
                 .increment(1);
             return refuse(job, Refused::QueueFull);
@@ -153,7 +163,12 @@ impl Dispatcher {
             }
         }
         let receipt = job.durable.clone();
-        if let Err(mut dropped) = queues.enqueue(self, job) {
+        let queued = if batched {
+            self.batchers.enqueue(self, job)
+        } else {
+            queues.enqueue(self, job)
+        };
+        if let Err(mut dropped) = queued {
             if receipt.is_some() {
                 // Written anyway: the outbox worker sends it once this process lets go of it.
                 self.outbox.let_go(&dropped.message.id);
@@ -172,16 +187,24 @@ impl Dispatcher {
         if let Some(receipt) = &job.durable {
             return self.deliver_durable(job, receipt.clone()).await;
         }
+        let (outcome, history) = self.attempts(job).await;
+        if matches!(outcome, Outcome::Failed(_)) {
+            self.record_failure(&job.webhook, &job.message, history);
+        }
+        outcome
+    }
+
+    /// The attempts of a non-durable job as its mode allows, and their history.
+    pub(super) async fn attempts(&self, job: &Job) -> (Outcome, Vec<AttemptRecord>) {
         let mut history = Vec::new();
         loop {
             let (attempt, record) = self.attempt_once(&job.webhook, &job.message).await;
             history.push(record);
             let tries = history.len() as u32;
             match attempt {
-                Attempt::Success { body, .. } => return Outcome::Delivered(body),
+                Attempt::Success { body, .. } => return (Outcome::Delivered(body), history),
                 Attempt::Final { status, .. } => {
-                    self.record_failure(job, history);
-                    return Outcome::Failed(Some(status).filter(|s| *s != 0));
+                    return (Outcome::Failed(Some(status).filter(|s| *s != 0)), history);
                 }
                 Attempt::Retryable {
                     status,
@@ -189,8 +212,7 @@ impl Dispatcher {
                     error,
                 } => {
                     if job.mode == Mode::Once || tries >= MAX_ATTEMPTS {
-                        self.record_failure(job, history);
-                        return Outcome::Failed(status);
+                        return (Outcome::Failed(status), history);
                     }
                     tracing::debug!(webhook = %job.webhook.id, id = %job.message.id, %error, tries, "retrying delivery");
                     tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(tries))).await;
@@ -259,6 +281,18 @@ impl Dispatcher {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|id, _| live.contains(id.as_str()));
+        self.batchers.retain(live);
+    }
+
+    /// Takes the bytes of `job` from the queue budget, or counts and logs its refusal.
+    pub(super) fn charge(&self, job: &Job) -> Option<Charge> {
+        let charge = self.budget.charge(&job.webhook.id, job.message.body.len());
+        if charge.is_none() {
+            metrics::counter!(crate::metrics::WEBHOOK_DROPPED, "reason" => "queue_bytes")
+                .increment(1);
+            tracing::warn!(webhook = %job.webhook.id, event = %job.message.event, "webhook queue over its byte budget; message refused");
+        }
+        charge
     }
 
     fn limit(&self, webhook_id: &str) -> Arc<Semaphore> {
@@ -270,29 +304,34 @@ impl Dispatcher {
     }
 
     /// Counts, logs and records (in the background) a delivery that failed for good.
-    fn record_failure(&self, job: &Job, history: Vec<AttemptRecord>) {
+    pub(super) fn record_failure(
+        &self,
+        webhook: &Webhook,
+        message: &Message,
+        history: Vec<AttemptRecord>,
+    ) {
         self.counters.webhook_failed();
         let last = history.last();
         tracing::warn!(
-            webhook = %job.webhook.id, url = %loggable_url(&job.webhook.url), id = %job.message.id,
-            event = %job.message.event, status = ?last.and_then(|a| a.status),
+            webhook = %webhook.id, url = %loggable_url(&webhook.url), id = %message.id,
+            event = %message.event, status = ?last.and_then(|a| a.status),
             error = ?last.and_then(|a| a.error.as_deref()), attempts = history.len(),
             "webhook delivery failed"
         );
-        let body: serde_json::Value = serde_json::from_slice(&job.message.body).unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_slice(&message.body).unwrap_or_default();
         // A large body is not kept: the failure log records that it failed, not what it carried
         // (a client with 1 MB events and a dead endpoint would fill the disk otherwise).
-        let payload = if job.message.body.len() <= FAILURE_PAYLOAD_LIMIT {
-            String::from_utf8_lossy(&job.message.body).into_owned()
+        let payload = if message.body.len() <= FAILURE_PAYLOAD_LIMIT {
+            String::from_utf8_lossy(&message.body).into_owned()
         } else {
             "null".to_owned()
         };
         let record = NewDelivery {
-            id: job.message.id.clone(),
-            webhook_id: job.webhook.id.clone(),
-            event: job.message.event.clone(),
+            id: message.id.clone(),
+            webhook_id: webhook.id.clone(),
+            event: message.event.clone(),
             payload,
-            size: i64::try_from(job.message.body.len()).unwrap_or(i64::MAX),
+            size: i64::try_from(message.body.len()).unwrap_or(i64::MAX),
             socket_id: body["socket"]["id"].as_str().map(str::to_owned),
             seq: body["seq"].as_i64(),
             status: DeliveryStatus::Failed,
@@ -306,6 +345,11 @@ impl Dispatcher {
             }
         });
     }
+}
+
+/// Whether deliveries to `webhook` go out in batches (a reply webhook never does).
+fn is_batched(webhook: &Webhook) -> bool {
+    webhook.batch.is_some() && !webhook.reply
 }
 
 /// Exponential backoff with jitter: `BASE * 2^(n-1)`, capped, times a random 50–100 %.
@@ -337,13 +381,7 @@ impl SocketQueues {
     /// A full queue, or one over the byte budget, drops the job (counted and logged) and
     /// returns it.
     pub fn enqueue(&self, dispatcher: &Arc<Dispatcher>, job: Job) -> Result<(), Box<Job>> {
-        let Some(charge) = dispatcher
-            .budget
-            .charge(&job.webhook.id, job.message.body.len())
-        else {
-            metrics::counter!(crate::metrics::WEBHOOK_DROPPED, "reason" => "queue_bytes")
-                .increment(1);
-            tracing::warn!(webhook = %job.webhook.id, event = %job.message.event, "webhook queue over its byte budget; message refused");
+        let Some(charge) = dispatcher.charge(&job) else {
             return Err(Box::new(job));
         };
         let tx = {

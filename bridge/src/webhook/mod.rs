@@ -1,5 +1,6 @@
 //! Webhooks: the body, Standard Webhooks signing, sending with retries, and reply parsing.
 
+pub mod batcher;
 pub mod body;
 pub mod dispatch;
 pub mod openapi;

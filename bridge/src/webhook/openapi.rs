@@ -198,7 +198,70 @@ fn hooks() -> Vec<Hook> {
             reply: false,
             refused: RETRIED,
         },
+        Hook {
+            key: "batch",
+            operation_id: "batch",
+            summary: "Deliveries of a batched webhook, several in one request",
+            description: "A webhook with `batch` set receives every delivery (client events and \
+                the lifecycle events it subscribes to) grouped: up to `batch.max_events` bodies \
+                and `batch.max_bytes` bytes of them per request, sent at most \
+                `batch.max_wait_ms` after the first arrived; a body larger than `max_bytes` goes \
+                alone. A webhook's batches leave one at a time, so a socket's deliveries arrive \
+                in order (by `seq`) within and across batches. Each entry has its own `id`, \
+                stable across retries (deduplicate on it); `webhook-id` is the batch's, the same \
+                on every retry of the same deliveries.",
+            schema: "BatchBody",
+            example: json!({"type": "batch", "deliveries": [
+                {"id": "msg_0193b1c2d3e47f6a8b9c0d1e2f3a4b5c", "body": {"type": "event",
+                    "namespace": "/chat", "event": "chat:message", "args": ["hello"],
+                    "ack": false, "socket": socket, "seq": 4, "timestamp": at}},
+                {"id": "msg_0193b1c2d3e47f6a8b9c0d1e2f3a4b5d", "body": {"type": "disconnect",
+                    "namespace": "/chat", "reason": "transport close", "socket": socket,
+                    "seq": 5, "timestamp": at}}]}),
+            accepted: "Every delivery in it received (the body is not read).",
+            reply: false,
+            refused: "A failed attempt of every delivery in it: retried whole on 408, 429 and \
+                5xx (after `Retry-After`, if given), final on other statuses. For a durable \
+                webhook each delivery is recorded in `/admin/deliveries` and retried on the \
+                outbox's schedule, due ones together in one batch.",
+        },
     ]
+}
+
+/// `BatchBody`: the deliveries of one batch, each body (a `WebhookBody`) beside its own id.
+fn batch_body() -> Schema {
+    let id = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^msg_[0-9a-f]{32}$"))
+        .description(Some("The delivery's own id, the same on every retry"))
+        .build();
+    let entry = ObjectBuilder::new()
+        .property("id", id)
+        .required("id")
+        .property("body", schema_ref("WebhookBody"))
+        .required("body")
+        .build();
+    let kind = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["batch"]))
+        .build();
+    Schema::Object(
+        ObjectBuilder::new()
+            .description(Some(
+                "One request of a batched webhook: its deliveries in the order they were queued.",
+            ))
+            .property("type", kind)
+            .required("type")
+            .property(
+                "deliveries",
+                utoipa::openapi::schema::ArrayBuilder::new()
+                    .items(entry)
+                    .min_items(Some(1))
+                    .build(),
+            )
+            .required("deliveries")
+            .build(),
+    )
 }
 
 /// The Standard Webhooks headers (and the user agent) of every delivery.
@@ -307,6 +370,10 @@ impl Modify for Webhooks {
                 &union,
             )),
         );
+
+        components
+            .schemas
+            .insert("BatchBody".into(), RefOr::T(batch_body()));
 
         let mut paths = Paths::new();
         for hook in hooks() {

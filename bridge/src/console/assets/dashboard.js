@@ -169,7 +169,11 @@ async function loadWebhooks() {
   $("webhooks").replaceChildren(...hooks.map((hook) => row([
     hook.url,
     hook.events.join(", "),
-    [hook.reply ? "reply" : "", hook.durable ? " durable" : ""].join("").trim() || "-",
+    [
+      hook.reply ? "reply" : "",
+      hook.durable ? "durable" : "",
+      hook.batch ? `batched (${hook.batch.max_events} events, ${hook.batch.max_bytes} bytes, ${hook.batch.max_wait_ms} ms)` : "",
+    ].filter(Boolean).join(" ") || "-",
     button(hook.enabled ? "Enabled: disable" : "Disabled: enable", act(async () => {
       await api("PATCH", `/admin/webhooks/${hook.id}`, { enabled: !hook.enabled });
       await loadWebhooks();
@@ -309,6 +313,19 @@ $("namespace-form").addEventListener("submit", act(async (event) => {
   await loadNamespaces();
 }));
 
+const BATCH_BOUNDS = ["max_events", "max_bytes", "max_wait_ms"];
+
+/** The form's `batch`: null when not batched, else the bounds given (the others default). */
+function batchFromForm(form) {
+  if (form.get("batched") !== "on") return null;
+  const batch = {};
+  for (const bound of BATCH_BOUNDS) {
+    const value = form.get(bound);
+    if (value !== null && value !== "") batch[bound] = Number(value);
+  }
+  return batch;
+}
+
 /** Fills the webhook form with `hook`: its submit then saves the changes. */
 function editWebhook(hook) {
   const form = $("webhook-form");
@@ -317,6 +334,8 @@ function editWebhook(hook) {
   form.elements.events.value = hook.events.join(", ");
   form.elements.reply.checked = hook.reply;
   form.elements.durable.checked = hook.durable;
+  form.elements.batched.checked = hook.batch !== null;
+  for (const bound of BATCH_BOUNDS) form.elements[bound].value = hook.batch?.[bound] ?? "";
   form.querySelector("button[type=submit]").textContent = "Save webhook";
   form.elements.events.focus();
 }
@@ -329,6 +348,7 @@ $("webhook-form").addEventListener("submit", act(async (event) => {
     events: form.get("events").split(",").map((e) => e.trim()).filter(Boolean),
     reply: form.get("reply") === "on",
     durable: form.get("durable") === "on",
+    batch: batchFromForm(form),
   };
   const editing = state.editing.webhook;
   if (editing) {

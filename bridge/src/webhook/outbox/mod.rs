@@ -226,41 +226,63 @@ impl Outbox {
 
     /// Records an attempt's outcome: delivered, failed (final 4xx), on the schedule, or dead.
     pub fn complete(&self, id: &str, prior: Prior, attempt: &Attempt, record: AttemptRecord) {
+        self.complete_all(vec![(id.to_owned(), prior)], attempt, record);
+    }
+
+    /// Records the outcome of one attempt that carried every row of `rows` (a batch): rows with
+    /// as many attempts share the delay to their next one, so they stay due together.
+    pub fn complete_all(
+        &self,
+        rows: Vec<(String, Prior)>,
+        attempt: &Attempt,
+        record: AttemptRecord,
+    ) {
         let now = record.at.0;
-        let attempts = prior.attempts + 1;
-        let mut history = prior.history;
-        push_history(&mut history, record);
-        let (status, next) = match attempt {
-            Attempt::Success { .. } => (DeliveryStatus::Delivered, None),
-            Attempt::Final { .. } => (DeliveryStatus::Failed, None),
-            Attempt::Retryable { retry_after, .. } => match self
-                .config
-                .schedule
-                .next_delay(attempts, *retry_after)
-                .filter(|_| !prior.manual)
-            {
-                Some(delay) => (DeliveryStatus::Pending, Some(now + millis(delay))),
-                None => (DeliveryStatus::Dead, None),
-            },
-        };
-        let outcome = match status {
-            DeliveryStatus::Pending => "retry",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-            DeliveryStatus::Dead => "dead",
-        };
-        metrics::counter!(crate::metrics::OUTBOX_OUTCOMES, "outcome" => outcome).increment(1);
-        if matches!(status, DeliveryStatus::Failed | DeliveryStatus::Dead) {
-            self.counters.webhook_failed();
-            tracing::warn!(id, attempts, outcome, "durable delivery gave up");
+        let mut delays: Vec<(i64, Option<Duration>)> = Vec::new();
+        for (id, prior) in rows {
+            let attempts = prior.attempts + 1;
+            let delay = match attempt {
+                Attempt::Retryable { retry_after, .. } if !prior.manual => {
+                    match delays.iter().find(|(n, _)| *n == attempts) {
+                        Some((_, delay)) => *delay,
+                        None => {
+                            let delay = self.config.schedule.next_delay(attempts, *retry_after);
+                            delays.push((attempts, delay));
+                            delay
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let mut history = prior.history;
+            push_history(&mut history, record.clone());
+            let (status, next) = match attempt {
+                Attempt::Success { .. } => (DeliveryStatus::Delivered, None),
+                Attempt::Final { .. } => (DeliveryStatus::Failed, None),
+                Attempt::Retryable { .. } => match delay {
+                    Some(delay) => (DeliveryStatus::Pending, Some(now + millis(delay))),
+                    None => (DeliveryStatus::Dead, None),
+                },
+            };
+            let outcome = match status {
+                DeliveryStatus::Pending => "retry",
+                DeliveryStatus::Delivered => "delivered",
+                DeliveryStatus::Failed => "failed",
+                DeliveryStatus::Dead => "dead",
+            };
+            metrics::counter!(crate::metrics::OUTBOX_OUTCOMES, "outcome" => outcome).increment(1);
+            if matches!(status, DeliveryStatus::Failed | DeliveryStatus::Dead) {
+                self.counters.webhook_failed();
+                tracing::warn!(%id, attempts, outcome, "durable delivery gave up");
+            }
+            self.write(DeliveryUpdate {
+                id,
+                status,
+                attempts,
+                next_attempt_at: next,
+                history,
+            });
         }
-        self.write(DeliveryUpdate {
-            id: id.to_owned(),
-            status,
-            attempts,
-            next_attempt_at: next,
-            history,
-        });
     }
 
     /// Puts a held row back, unchanged but due after `delay`, without an attempt.

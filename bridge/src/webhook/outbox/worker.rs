@@ -10,8 +10,11 @@ use admin_api::store::ClaimedDelivery;
 use bytes::Bytes;
 
 use super::{Outbox, Prior, millis, pause};
+use admin_api::model::Webhook;
+
 use crate::catalog::Catalog;
 use crate::webhook::Dispatcher;
+use crate::webhook::batcher::{attempt_rows, group_claimed};
 use crate::webhook::sender::Message;
 
 /// How often due rows are looked for (a manual retry on this node wakes the worker at once).
@@ -72,43 +75,98 @@ async fn claim_loop(outbox: Arc<Outbox>, dispatcher: Arc<Dispatcher>, catalog: C
             }
         };
         more = rows.len() == limit;
-        for row in rows {
-            outbox.hold(&row.id);
-            outbox.in_flight.fetch_add(1, Ordering::AcqRel);
-            let (outbox, dispatcher) = (outbox.clone(), dispatcher.clone());
-            let webhook = catalog.webhook(&row.webhook_id);
-            tokio::spawn(async move {
-                send_claimed(&outbox, &dispatcher, webhook, row).await;
-                outbox.in_flight.fetch_sub(1, Ordering::AcqRel);
-            });
+        for (webhook, rows) in by_webhook(&catalog, rows) {
+            for batch in batches(webhook.as_deref(), rows) {
+                for row in &batch {
+                    outbox.hold(&row.id);
+                }
+                outbox.in_flight.fetch_add(batch.len(), Ordering::AcqRel);
+                let (outbox, dispatcher, webhook) =
+                    (outbox.clone(), dispatcher.clone(), webhook.clone());
+                tokio::spawn(async move {
+                    let count = batch.len();
+                    send_claimed(&outbox, &dispatcher, webhook, batch).await;
+                    outbox.in_flight.fetch_sub(count, Ordering::AcqRel);
+                });
+            }
         }
     }
 }
 
-/// One attempt of a claimed row, and its outcome written back.
+/// Claimed rows grouped by webhook (as the catalog has it), each group in claim order.
+fn by_webhook(
+    catalog: &Catalog,
+    rows: Vec<ClaimedDelivery>,
+) -> Vec<(Option<Arc<Webhook>>, Vec<ClaimedDelivery>)> {
+    let mut groups: Vec<(String, Option<Arc<Webhook>>, Vec<ClaimedDelivery>)> = Vec::new();
+    for row in rows {
+        match groups.iter_mut().find(|(id, ..)| *id == row.webhook_id) {
+            Some((.., group)) => group.push(row),
+            None => groups.push((
+                row.webhook_id.clone(),
+                catalog.webhook(&row.webhook_id),
+                vec![row],
+            )),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, webhook, rows)| (webhook, rows))
+        .collect()
+}
+
+/// What goes out in one request: a batched webhook's rows in batches (in the order their
+/// events arrived: ids are time-ordered), every other row alone.
+fn batches(webhook: Option<&Webhook>, mut rows: Vec<ClaimedDelivery>) -> Vec<Vec<ClaimedDelivery>> {
+    match webhook {
+        Some(webhook) if webhook.batch.is_some() && !webhook.reply => {
+            rows.sort_by(|a, b| a.id.cmp(&b.id));
+            group_claimed(webhook, rows, |row| row.payload.len())
+        }
+        _ => rows.into_iter().map(|row| vec![row]).collect(),
+    }
+}
+
+/// One attempt of claimed rows (one request: a batch, or a single row), and each row's outcome
+/// written back.
 async fn send_claimed(
     outbox: &Outbox,
     dispatcher: &Dispatcher,
-    webhook: Option<Arc<admin_api::model::Webhook>>,
-    row: ClaimedDelivery,
+    webhook: Option<Arc<Webhook>>,
+    rows: Vec<ClaimedDelivery>,
 ) {
-    let prior = Prior {
-        attempts: row.attempts,
-        manual: row.manual,
-        history: row.history,
-    };
+    let mut priors = Vec::with_capacity(rows.len());
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in rows {
+        priors.push((
+            row.id.clone(),
+            Prior {
+                attempts: row.attempts,
+                manual: row.manual,
+                history: row.history,
+            },
+        ));
+        messages.push(Message {
+            id: row.id,
+            event: row.event,
+            body: Bytes::from(row.payload),
+        });
+    }
     let Some(webhook) = webhook else {
         // The catalog has not seen this webhook yet (or it was just deleted): later.
-        outbox.release(&row.id, prior, Duration::from_secs(1));
+        for (id, prior) in priors {
+            outbox.release(&id, prior, Duration::from_secs(1));
+        }
         return;
     };
-    let message = Message {
-        id: row.id,
-        event: row.event,
-        body: Bytes::from(row.payload),
-    };
-    let (attempt, record) = dispatcher.attempt_once(&webhook, &message).await;
-    outbox.complete(&message.id, prior, &attempt, record);
+    if webhook.batch.is_some() && !webhook.reply {
+        let messages: Vec<&Message> = messages.iter().collect();
+        return attempt_rows(dispatcher, &webhook, &messages, priors).await;
+    }
+    for (message, (id, prior)) in messages.iter().zip(priors) {
+        let (attempt, record) = dispatcher.attempt_once(&webhook, message).await;
+        outbox.complete(&id, prior, &attempt, record);
+    }
 }
 
 async fn renew_loop(outbox: Arc<Outbox>) {

@@ -1,0 +1,381 @@
+//! Batched webhooks: one queue per webhook on this node gathers the deliveries of every socket
+//! and sends them as one signed POST, within the webhook's `batch` bounds (events, bytes, wait).
+//!
+//! A webhook's batches leave one at a time, the next once the last has ended (delivered or given
+//! up), so a socket's deliveries reach the backend in the order it sent them across batches as
+//! well as within one. A durable batch is attempted once from here and then retried by the
+//! outbox's worker, which claims due rows of a batched webhook together
+//! ([`group_claimed`]).
+//!
+//! The body is `{"type":"batch","deliveries":[{"id":"msg_…","body":{…}},…]}`: each delivery's
+//! usual body as it was serialized, beside its own id. The batch's `webhook-id` is derived from
+//! the ids it holds, so a retry of the same deliveries carries the same id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use admin_api::model::{Batch, Webhook};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::dispatch::{Dispatcher, Job, Mode, Outcome};
+use super::outbox::Prior;
+use super::queue_budget::Charge;
+use super::sender::{Attempt, Message};
+
+/// Deliveries waiting per batched webhook on this node; more are refused (`queue_full`). Their
+/// bytes are bounded by the queue budget; this bounds the count of small ones.
+pub const BATCH_QUEUE_CAPACITY: usize = 65_536;
+/// Event name a batch is logged and counted under.
+pub const BATCH_EVENT: &str = "$batch";
+/// What the envelope adds to the bodies: `{"type":"batch","deliveries":[]}` and, per delivery,
+/// `{"id":"msg_<32 hex>","body":},`.
+const ENVELOPE_BYTES: usize = 36;
+const PER_DELIVERY_BYTES: usize = 56;
+
+/// A delivery queued for a batch, with the bytes it holds in the queue budget.
+struct Item {
+    job: Job,
+    _charge: Charge,
+}
+
+/// The batch queues of this node, one per batched webhook.
+#[derive(Default)]
+pub struct Batchers {
+    queues: Mutex<HashMap<String, mpsc::Sender<Item>>>,
+}
+
+impl Batchers {
+    /// Whether the queue of `webhook_id` can take one more delivery now.
+    pub fn has_room(&self, webhook_id: &str) -> bool {
+        self.lock()
+            .get(webhook_id)
+            .is_none_or(|tx| tx.capacity() > 0)
+    }
+
+    /// Queues `job` (for a webhook with `batch` set) behind every earlier delivery to it.
+    /// A full queue, or one over the byte budget, refuses the job and returns it.
+    pub fn enqueue(&self, dispatcher: &Arc<Dispatcher>, job: Job) -> Result<(), Box<Job>> {
+        let Some(charge) = dispatcher.charge(&job) else {
+            return Err(Box::new(job));
+        };
+        let tx = self
+            .lock()
+            .entry(job.webhook.id.clone())
+            .or_insert_with(|| spawn_worker(dispatcher.clone()))
+            .clone();
+        dispatcher.outstanding.fetch_add(1, Ordering::AcqRel);
+        tx.try_send(Item {
+            job,
+            _charge: charge,
+        })
+        .map_err(|err| {
+            dispatcher.outstanding.fetch_sub(1, Ordering::AcqRel);
+            let item = match err {
+                mpsc::error::TrySendError::Full(item)
+                | mpsc::error::TrySendError::Closed(item) => item,
+            };
+            metrics::counter!(crate::metrics::WEBHOOK_DROPPED, "reason" => "queue_full").increment(1);
+            tracing::warn!(webhook = %item.job.webhook.id, event = %item.job.message.event, "batch queue full; message dropped");
+            Box::new(item.job)
+        })
+    }
+
+    /// Forgets the queues of webhooks not in `live`: their workers send what they hold and stop.
+    pub fn retain(&self, live: &std::collections::HashSet<&str>) {
+        self.lock().retain(|id, _| live.contains(id.as_str()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Item>>> {
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn spawn_worker(dispatcher: Arc<Dispatcher>) -> mpsc::Sender<Item> {
+    let (tx, rx) = mpsc::channel(BATCH_QUEUE_CAPACITY);
+    tokio::spawn(run(dispatcher, rx));
+    tx
+}
+
+/// Gathers and sends batches until the queue is forgotten and empty.
+async fn run(dispatcher: Arc<Dispatcher>, mut rx: mpsc::Receiver<Item>) {
+    let mut carried = None;
+    loop {
+        let first = match carried.take() {
+            Some(item) => item,
+            None => match rx.recv().await {
+                Some(item) => item,
+                None => return,
+            },
+        };
+        let (items, next) = gather(&mut rx, first).await;
+        carried = next;
+        let count = items.len();
+        send(&dispatcher, items).await;
+        dispatcher.outstanding.fetch_sub(count, Ordering::AcqRel);
+    }
+}
+
+/// `first` and what follows it within the bounds of its webhook's batch settings; a delivery
+/// that would pass the byte bound is handed back to start the next batch.
+async fn gather(rx: &mut mpsc::Receiver<Item>, first: Item) -> (Vec<Item>, Option<Item>) {
+    let bounds = bounds_of(&first.job.webhook);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(bounds.max_wait_ms.into());
+    let mut bytes = framed_size(&first.job.message);
+    let mut items = vec![first];
+    while items.len() < bounds.max_events as usize {
+        let next = tokio::select! {
+            biased;
+            item = rx.recv() => item,
+            () = tokio::time::sleep_until(deadline) => None,
+        };
+        let Some(item) = next else {
+            break;
+        };
+        let size = framed_size(&item.job.message);
+        if bytes + size > bounds.max_bytes as usize {
+            return (items, Some(item));
+        }
+        bytes += size;
+        items.push(item);
+    }
+    (items, None)
+}
+
+/// The batch settings of `webhook`; a webhook whose batching was just turned off sends what it
+/// had queued as batches of the defaults.
+fn bounds_of(webhook: &Webhook) -> Batch {
+    webhook.batch.unwrap_or(Batch {
+        max_events: 100,
+        max_bytes: 256 * 1024,
+        max_wait_ms: 0,
+    })
+}
+
+/// Bytes one delivery adds to a batch body.
+fn framed_size(message: &Message) -> usize {
+    message.body.len() + PER_DELIVERY_BYTES
+}
+
+/// Sends one batch and hands each delivery its outcome.
+async fn send(dispatcher: &Dispatcher, items: Vec<Item>) {
+    let Some(last) = items.last() else {
+        return;
+    };
+    // The newest settings (URL, secret, timeout) win, as a PATCH does for unbatched deliveries.
+    let webhook = last.job.webhook.clone();
+    if webhook.durable {
+        return send_durable(dispatcher, &webhook, items).await;
+    }
+    let messages: Vec<&Message> = items.iter().map(|item| &item.job.message).collect();
+    let batch = Job {
+        webhook: webhook.clone(),
+        message: batch_message(&messages),
+        mode: Mode::Retry,
+        on_done: None,
+        durable: None,
+    };
+    let (outcome, history) = dispatcher.attempts(&batch).await;
+    record_size(items.len());
+    if matches!(outcome, Outcome::Failed(_)) {
+        for message in &messages {
+            dispatcher.record_failure(&webhook, message, history.clone());
+        }
+    }
+    for mut item in items {
+        if let Some(on_done) = item.job.on_done.take() {
+            on_done(outcome.clone());
+        }
+    }
+}
+
+/// The first attempt of durable deliveries once their rows are written; each row's outcome is
+/// recorded, and the outbox's worker retries the failed ones together.
+async fn send_durable(dispatcher: &Dispatcher, webhook: &Webhook, items: Vec<Item>) {
+    let mut written = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(receipt) = item.job.durable.clone() else {
+            continue;
+        };
+        // A refused row was answered to its client and is not sent.
+        if let Ok(Ok(())) = receipt.await {
+            written.push(item.job.message);
+        }
+    }
+    if written.is_empty() {
+        return;
+    }
+    let outbox = &dispatcher.outbox;
+    if !outbox.lease_valid() {
+        // Leases could not be renewed lately: another process may own these rows by now.
+        for message in &written {
+            outbox.let_go(&message.id);
+        }
+        return;
+    }
+    let rows: Vec<(String, Prior)> = written
+        .iter()
+        .map(|message| (message.id.clone(), Prior::default()))
+        .collect();
+    let messages: Vec<&Message> = written.iter().collect();
+    attempt_rows(dispatcher, webhook, &messages, rows).await;
+}
+
+/// One attempt of durable rows as one batch, and each row's outcome written back.
+pub async fn attempt_rows(
+    dispatcher: &Dispatcher,
+    webhook: &Webhook,
+    messages: &[&Message],
+    rows: Vec<(String, Prior)>,
+) {
+    let message = batch_message(messages);
+    let (attempt, record) = dispatcher.attempt_once(webhook, &message).await;
+    record_size(messages.len());
+    dispatcher.outbox.complete_all(rows, &attempt, record);
+    if let Attempt::Retryable { error, .. } | Attempt::Final { error, .. } = &attempt {
+        tracing::debug!(webhook = %webhook.id, id = %message.id, %error, rows = messages.len(), "batch attempt failed");
+    }
+}
+
+/// Splits claimed rows of one batched webhook (in claim order) into batches within its bounds.
+pub fn group_claimed<T>(
+    webhook: &Webhook,
+    rows: Vec<T>,
+    size: impl Fn(&T) -> usize,
+) -> Vec<Vec<T>> {
+    let bounds = bounds_of(webhook);
+    let mut batches: Vec<Vec<T>> = Vec::new();
+    let mut bytes = 0;
+    for row in rows {
+        let framed = size(&row) + PER_DELIVERY_BYTES;
+        match batches.last_mut() {
+            Some(batch)
+                if batch.len() < bounds.max_events as usize
+                    && bytes + framed <= bounds.max_bytes as usize =>
+            {
+                bytes += framed;
+                batch.push(row);
+            }
+            _ => {
+                bytes = framed;
+                batches.push(vec![row]);
+            }
+        }
+    }
+    batches
+}
+
+/// The POST of a batch: its bodies as they were serialized, each beside its id, under an id
+/// derived from theirs.
+pub fn batch_message(messages: &[&Message]) -> Message {
+    let size = ENVELOPE_BYTES + messages.iter().map(|m| framed_size(m)).sum::<usize>();
+    let mut body = Vec::with_capacity(size);
+    let mut digest = Sha256::new();
+    body.extend_from_slice(br#"{"type":"batch","deliveries":["#);
+    for (idx, message) in messages.iter().enumerate() {
+        if idx > 0 {
+            body.push(b',');
+        }
+        // Ids are `msg_` and hex: nothing to escape.
+        body.extend_from_slice(br#"{"id":""#);
+        body.extend_from_slice(message.id.as_bytes());
+        body.extend_from_slice(br#"","body":"#);
+        body.extend_from_slice(&message.body);
+        body.push(b'}');
+        digest.update(message.id.as_bytes());
+        digest.update(b"\n");
+    }
+    body.extend_from_slice(b"]}");
+    let hash = digest.finalize();
+    let id: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+    Message {
+        id: format!("msg_{id}"),
+        event: BATCH_EVENT.to_owned(),
+        body: Bytes::from(body),
+    }
+}
+
+fn record_size(deliveries: usize) {
+    metrics::histogram!(crate::metrics::WEBHOOK_BATCH_SIZE).record(deliveries as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, body: &str) -> Message {
+        Message {
+            id: id.into(),
+            event: "e".into(),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_each_body_beside_its_id_under_a_stable_id() {
+        let (a, b) = (
+            message("msg_01", r#"{"seq":1}"#),
+            message("msg_02", r#"{"seq":2,"args":["é"]}"#),
+        );
+        let batch = batch_message(&[&a, &b]);
+        let value: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"type": "batch", "deliveries": [
+                {"id": "msg_01", "body": {"seq": 1}},
+                {"id": "msg_02", "body": {"seq": 2, "args": ["é"]}},
+            ]})
+        );
+        assert_eq!(
+            batch.id,
+            batch_message(&[&a, &b]).id,
+            "same deliveries, same id"
+        );
+        assert_ne!(batch.id, batch_message(&[&a]).id);
+        assert_ne!(batch.id, batch_message(&[&b, &a]).id);
+        assert!(batch.id.starts_with("msg_") && batch.id.len() == 36);
+        assert!(batch.body.len() <= ENVELOPE_BYTES + framed_size(&a) + framed_size(&b));
+    }
+
+    #[test]
+    fn claimed_rows_are_grouped_within_the_bounds() {
+        let webhook = Webhook {
+            batch: Some(Batch {
+                max_events: 3,
+                max_bytes: 1024,
+                max_wait_ms: 0,
+            }),
+            ..test_webhook()
+        };
+        let sizes = vec![10, 10, 10, 10, 900, 2000, 10];
+        let groups = group_claimed(&webhook, sizes, |s| *s);
+        assert_eq!(
+            groups,
+            vec![vec![10, 10, 10], vec![10, 900], vec![2000], vec![10]]
+        );
+    }
+
+    fn test_webhook() -> Webhook {
+        let now = admin_api::model::Timestamp::now();
+        Webhook {
+            id: "w".into(),
+            namespace_id: "n".into(),
+            url: "http://127.0.0.1:9/".into(),
+            events: vec!["*".into()],
+            secret: String::new(),
+            previous_secret: None,
+            reply: false,
+            durable: false,
+            timeout_ms: 1000,
+            headers: Default::default(),
+            enabled: true,
+            batch: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
