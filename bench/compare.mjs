@@ -12,8 +12,15 @@
 // N clients emit E events each with an ack, every event forwarded as a signed webhook (acked
 // events per second, ack latency, server CPU per event). Every server checks a JWT at the
 // handshake. Bare socketioxide has no Engine.IO 3 clients: its v2 rows are empty.
+// The bridge runs `forward` a second time with its webhook batched (`batch: {}`: 100 events,
+// 256 KiB, 20 ms); Node's and bare's references send one request per event, as an app would
+// without extra code, so their batched rows repeat their one forward run. The receiver reports the
+// latency from each event's emit (a wall-clock `t` in its argument) to its receipt.
+// `COMPARE_ONLY=forward` runs the forward workloads alone (no idle or fan-out); `COMPARE_SERVERS`
+// picks the servers (default `bridge,bare,node`).
 
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { once } from "node:events";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -74,24 +81,59 @@ async function loadgen(args) {
  * measured on a fresh process, since memory freed by an earlier workload would hide new
  * connections' cost) or `traffic` (fan-out to v4 and v2 clients, then forwarding).
  */
-async function workloads(only, url, pid, emitUrl, emitKey, v2 = true) {
+async function workloads(only, url, pid, emitUrl, emitKey, v2 = true, batch = null) {
   const common = (clients) => ["--url", url, "--namespace", "/bench", "--clients", String(clients), "--token", token, "--pid", String(pid)];
   if (only === "idle") return { idle: await loadgen(["idle", ...common(IDLE), "--hold-secs", "20"]) };
   if (only === "idle_v2" && !v2) return {};
   if (only === "idle_v2") return { idle_v2: await loadgen(["idle", ...common(IDLE), "--v2", "--hold-secs", "20"]) };
-  const webhooksBefore = await webhookCount();
   const fanout = (v2) => ["fanout", ...common(FANOUT), ...v2, "--emit-url", emitUrl, "--emit-key", emitKey, "--messages", String(BROADCASTS), "--rate", "20"];
-  return {
-    fanout: await loadgen(fanout([])),
-    ...(v2 ? { fanout_v2: await loadgen(fanout(["--v2"])) } : {}),
-    forward: await loadgen(["forward", ...common(FORWARD), "--events", String(EVENTS)]),
-    // Every acked event must reach the receiver: wait (bounded) before the server stops.
-    webhooks_delivered: await delivered(webhooksBefore + FORWARD * EVENTS) - webhooksBefore,
+  const forward = async () => {
+    await receiverGet("/latency");
+    const [events, requests] = [await webhookCount(), Number(await receiverGet("/requests"))];
+    const [cpuBefore, receiverBefore] = [cpuSecs(pid), cpuSecs(receiver.child.pid)];
+    const report = await loadgen(["forward", ...common(FORWARD), "--events", String(EVENTS)]);
+    // Every acked event must reach the receiver: wait (bounded) before going on.
+    report.webhooks_delivered = (await delivered(events + report.acked)) - events;
+    // The server's CPU until the last webhook arrived: a server that acks faster than it sends
+    // spends the rest after the emits (the load generator's own figure stops with them).
+    report.server_cpu_us_per_delivered_event = ((cpuSecs(pid) - cpuBefore) * 1e6) / Math.max(1, report.webhooks_delivered);
+    report.receiver_cpu_us_per_event = ((cpuSecs(receiver.child.pid) - receiverBefore) * 1e6) / Math.max(1, report.webhooks_delivered);
+    report.requests = Number(await receiverGet("/requests")) - requests;
+    report.receipt_latency_ms = JSON.parse(await receiverGet("/latency"));
+    return report;
   };
+  const figures = {};
+  if (process.env.COMPARE_ONLY !== "forward") {
+    figures.fanout = await loadgen(fanout([]));
+    if (v2) figures.fanout_v2 = await loadgen(fanout(["--v2"]));
+  }
+  figures.forward = await forward();
+  figures.webhooks_delivered = figures.forward.webhooks_delivered;
+  if (batch) {
+    await batch(true);
+    figures.forward_batched = await forward();
+    await batch(false);
+  } else {
+    figures.forward_batched = figures.forward;
+  }
+  return figures;
+}
+
+/** User plus system CPU seconds of process `pid` so far (`/proc/<pid>/stat`, 100 ticks a second). */
+function cpuSecs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** A GET to the receiver (`/` events, `/requests`, `/latency` since the last call). */
+async function receiverGet(path) {
+  return (await fetch(`${receiverUrl.replace(/\/$/, "")}${path}`)).text();
 }
 
 /** Each workload on a fresh process of `server`, merged. */
 async function allWorkloads(server) {
+  if (process.env.COMPARE_ONLY === "forward") return server("traffic");
   return { ...(await server("idle")), ...(await server("idle_v2")), ...(await server("traffic")) };
 }
 
@@ -112,12 +154,18 @@ async function bridgeRun(only) {
     BRIDGE_EVENT_RATE_BURST: "100000",
     BRIDGE_API_RATE_LIMIT: "100000",
     BRIDGE_API_RATE_BURST: "100000",
+    // Other settings to try (BRIDGE_WEBHOOK_CONCURRENCY=…), passed through from this process.
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => (k.startsWith("BRIDGE_") && k !== "BRIDGE_BIN") || k.startsWith("MIMALLOC_"))),
   });
   try {
     const ns = await bridge.createNamespace({ name: "/bench", auth: { mode: "jwt", algorithm: "HS256", secret: JWT_SECRET } });
-    await bridge.createWebhook(ns.id, { url: receiverUrl, events: ["*"], secret: WEBHOOK_SECRET });
+    const hook = await bridge.createWebhook(ns.id, { url: receiverUrl, events: ["*"], secret: WEBHOOK_SECRET });
     const key = await bridge.createKey(["/bench"]);
-    return await workloads(only, bridge.url, bridge.pid, `${bridge.url}/v1/emit`, key);
+    const batch = async (on) => {
+      const res = await bridge.admin("PATCH", `/admin/webhooks/${hook.id}`, { batch: on ? {} : null });
+      if (res.status !== 200) throw new Error(`batch: ${res.status}`);
+    };
+    return await workloads(only, bridge.url, bridge.pid, `${bridge.url}/v1/emit`, key, true, batch);
   } finally {
     await bridge.stop();
   }
@@ -145,9 +193,11 @@ async function bareRun(only) {
   }
 }
 
-const bridge = await allWorkloads(bridgeRun);
-const bare = await allWorkloads(bareRun);
-const node = await allWorkloads(nodeRun);
+// `COMPARE_SERVERS=bridge` measures the bridge alone (e.g. two builds of it, BRIDGE_BIN=…).
+const servers = (process.env.COMPARE_SERVERS ?? "bridge,bare,node").split(",");
+const bridge = servers.includes("bridge") ? await allWorkloads(bridgeRun) : {};
+const bare = servers.includes("bare") ? await allWorkloads(bareRun) : {};
+const node = servers.includes("node") ? await allWorkloads(nodeRun) : {};
 await stop(receiver.child);
 
 const rows = [
@@ -165,8 +215,19 @@ const rows = [
   ["fan-out to v2 clients: server CPU per delivered message (µs)", (r) => r.fanout_v2.server_cpu_us_per_delivered, "lower"],
   ["forward: acked events per second", (r) => r.forward.acked_per_sec, "higher"],
   ["forward: ack latency p99 (ms)", (r) => r.forward.ack_latency_ms.p99, "lower"],
-  ["forward: server CPU per event (µs)", (r) => r.forward.server_cpu_us_per_event, "lower"],
+  ["forward: server CPU per event, while emitting (µs)", (r) => r.forward.server_cpu_us_per_event, "lower"],
+  ["forward: server CPU per event, until its webhook arrived (µs)", (r) => r.forward.server_cpu_us_per_delivered_event, "lower"],
   ["forward: webhooks delivered of the acked events", (r) => r.webhooks_delivered / r.forward.acked, "higher"],
+  ["forward: emit to webhook receipt p99 (ms)", (r) => r.forward.receipt_latency_ms.p99, "lower"],
+  ["batched forward (Node, bare: one request per event): acked events per second", (r) => r.forward_batched.acked_per_sec, "higher"],
+  ["batched forward: server CPU per event, until its webhook arrived (µs)", (r) => r.forward_batched.server_cpu_us_per_delivered_event, "lower"],
+  ["batched forward: emit to webhook receipt p50 (ms)", (r) => r.forward_batched.receipt_latency_ms.p50, "lower"],
+  ["batched forward: emit to webhook receipt p99 (ms)", (r) => r.forward_batched.receipt_latency_ms.p99, "lower"],
+  ["batched forward: ack latency p99 (ms)", (r) => r.forward_batched.ack_latency_ms.p99, "lower"],
+  ["batched forward: load generator's CPU per event (µs)", (r) => r.forward_batched.client_cpu_us_per_event, "lower"],
+  ["batched forward: receiver's CPU per event (µs)", (r) => r.forward_batched.receiver_cpu_us_per_event, "lower"],
+  ["batched forward: events per request", (r) => r.forward_batched.webhooks_delivered / r.forward_batched.requests, "higher"],
+  ["batched forward: webhooks delivered of the acked events", (r) => r.forward_batched.webhooks_delivered / r.forward_batched.acked, "higher"],
 ];
 const fmt = (v) => (v === undefined || Number.isNaN(v) ? "-" : Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1));
 const ratio = (a, b) => (a === undefined || b === undefined || !b ? "-" : (a / b).toFixed(2));

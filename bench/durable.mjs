@@ -3,7 +3,7 @@
 //
 //   cargo build --release -p bridge
 //   (cd tests/js && npm ci)
-//   BRIDGE_BIN=target/release/bridge node bench/durable.mjs [clients] [events-per-client] [paced-rate] [paced-seconds] [--sqlite]
+//   BRIDGE_BIN=target/release/bridge node bench/durable.mjs [clients] [events-per-client] [paced-rate] [paced-seconds] [--sqlite] [--batch]
 //
 // 1. Burst: every client emits its events at once, each with an acknowledgement; "accepted" is
 //    when the last ack ({"ok": true}, sent once the row is committed) came back, "delivered" when
@@ -42,8 +42,21 @@ process.on("exit", () => {
   } catch {}
 });
 const receiver = await startReceiver();
+/** What the receiver got, one entry per event (a batch's deliveries spread out). */
+const bodies = (received) =>
+  received.flatMap((d) => (d.json?.type === "batch" ? d.json.deliveries.map((x) => ({ at: d.at, json: x.body })) : [d]));
+/** Events received so far, counted incrementally: the receiver checks this on every request. */
+let [counted, countedUpTo] = [0, 0];
+const events = (received) => {
+  for (; countedUpTo < received.length; countedUpTo++) {
+    const d = received[countedUpTo];
+    counted += d.json?.type === "batch" ? d.json.deliveries.length : 1;
+  }
+  return counted;
+};
 const ns = await bridge.createNamespace({ name: "/bench" });
-await bridge.createWebhook(ns.id, { url: receiver.url, events: ["*"], durable: true });
+// --batch: the durable webhook is also batched (default bounds).
+await bridge.createWebhook(ns.id, { url: receiver.url, events: ["*"], durable: true, ...(process.argv.includes("--batch") ? { batch: {} } : {}) });
 await sleep(300);
 const sockets = [];
 for (let i = 0; i < CLIENTS; i++) sockets.push(await connected("v4", `${bridge.url}/bench`, { transports: ["websocket"] }));
@@ -65,12 +78,13 @@ const allAcked = new Promise((resolve) => {
 });
 await Promise.race([allAcked, sleep(120000)]);
 const acceptSecs = (Date.now() - started) / 1000;
-await receiver.waitFor((r) => r.length >= total, 120000);
+await receiver.waitFor((r) => events(r) >= total, 120000);
 const deliverSecs = (Date.now() - started) / 1000;
-const burstLatency = receiver.received.map((d) => d.at - d.json.args[1]).sort((a, b) => a - b);
+const burstLatency = bodies(receiver.received).map((d) => d.at - d.json.args[1]).sort((a, b) => a - b);
 
 // 2. Paced.
 receiver.received.length = 0;
+[counted, countedUpTo] = [0, 0];
 const cpuBefore = { bridge: cpuSecs(bridge.pid), node: cpuSecs(process.pid) };
 const perTick = Math.max(1, Math.round(RATE / 100));
 const ticks = SECONDS * 100;
@@ -82,12 +96,12 @@ for (let t = 0; t < ticks; t++) {
 }
 const sent = ticks * perTick;
 const pacedSecs = (Date.now() - started) / 1000;
-await receiver.waitFor((r) => r.length >= sent, 60000);
+await receiver.waitFor((r) => events(r) >= sent, 60000);
 const cpu = {
   bridge: cpuSecs(bridge.pid) - cpuBefore.bridge,
   generator_and_receiver: cpuSecs(process.pid) - cpuBefore.node,
 };
-const paced = receiver.received.map((d) => d.at - d.json.args[1]).sort((a, b) => a - b);
+const paced = bodies(receiver.received).map((d) => d.at - d.json.args[1]).sort((a, b) => a - b);
 const stats = await bridge.admin("GET", "/admin/stats");
 
 console.log(JSON.stringify({
@@ -115,3 +129,5 @@ console.log(JSON.stringify({
 for (const s of sockets) s.close();
 receiver.close();
 await bridge.stop();
+// DURABLE_LOG=1: the bridge's log (warnings) on stderr.
+if (process.env.DURABLE_LOG) console.error(bridge.log());

@@ -6,7 +6,7 @@
 // second, server CPU per event, ack p99 (ms).
 //
 //   cargo build --release -p bridge -p loadgen && (cd tests/js && npm ci)
-//   node bench/forward.mjs [rust|node] [clients] [events] [perf.data]
+//   node bench/forward.mjs [rust|node] [clients] [events] [perf.data]   (FORWARD_BATCH=1: batched webhook)
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import http from "node:http";
@@ -31,7 +31,8 @@ if (RECV === "rust") {
 }
 const bridge = await startBridge({ RUST_LOG: "warn,bridge::app=info", BRIDGE_EVENT_RATE_LIMIT: "100000", BRIDGE_EVENT_RATE_BURST: "100000", BRIDGE_API_RATE_LIMIT: "100000", BRIDGE_API_RATE_BURST: "100000" });
 const ns = await bridge.createNamespace({ name: "/bench", auth: { mode: "jwt", algorithm: "HS256", secret: "s" } });
-await bridge.createWebhook(ns.id, { url: receiverUrl, events: ["*"], secret: "whsec_YmVuY2gtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXMtb2s=" });
+// FORWARD_BATCH=1: the webhook is batched with the default bounds.
+await bridge.createWebhook(ns.id, { url: receiverUrl, events: ["*"], secret: "whsec_YmVuY2gtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXMtb2s=", ...(process.env.FORWARD_BATCH ? { batch: {} } : {}) });
 let perf;
 if (PERF) perf = spawn("perf", ["record", "-e", "cpu-clock", "-F", "999", ...(process.env.PERF_CG ? ["--call-graph", process.env.PERF_CG] : ["-g"]), "-p", String(bridge.pid), "-o", PERF], { stdio: "inherit" });
 const child = spawn(LOADGEN, ["forward", "--url", bridge.url, "--clients", String(CLIENTS), "--token", token, "--pid", String(bridge.pid), "--events", String(EVENTS)], { stdio: ["ignore", "pipe", "inherit"] });

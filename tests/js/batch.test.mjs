@@ -15,6 +15,8 @@ import {
   freshSqlite,
   verifySignature,
   until,
+  sleep,
+  metric,
 } from "./harness.mjs";
 
 /** The deliveries of every batch `receiver` got, in the order they arrived: [{id, body, batchId}]. */
@@ -85,6 +87,9 @@ for (const version of ["v4", "v2"]) {
       }
       assert.equal(all.filter((d) => d.body.type === "connect").length, 3);
       assert.equal(all.filter((d) => d.body.type === "disconnect").length, 3);
+      // The histogram of deliveries per POST counts every batch and every delivery in them.
+      await until(async () => (await metric(ctx.bridge, "bridge_webhook_batch_deliveries_count")) === ctx.receiver.received.length, 5000, "every batch counted");
+      assert.equal(await metric(ctx.bridge, "bridge_webhook_batch_deliveries_sum"), 126);
     } finally {
       await ctx.close();
     }
@@ -110,6 +115,25 @@ test("a failed batch is retried whole under the same id; later events follow it 
     const seqs = (request) => request.json.deliveries.map((d) => d.body.seq);
     assert.deepEqual(seqs(failed), [1, 2, 3, 4, 5]);
     assert.deepEqual(seqs(later), [6, 7, 8, 9, 10], "the next batch waited for the retried one");
+    socket.close();
+  } finally {
+    await ctx.close();
+  }
+});
+
+test("a batch waits up to max_wait_ms for more deliveries, and a lone one still goes", async () => {
+  const ctx = await setup({ hooks: [{ events: ["*"], batch: { max_events: 10, max_wait_ms: 3000 } }] });
+  try {
+    const socket = await connected("v4", ctx.url);
+    socket.emit("first", 1);
+    // Well inside the wait: the second joins the first's batch.
+    await sleep(300);
+    socket.emit("second", 2);
+    await ctx.receiver.waitFor((r) => r.length >= 1, 10000);
+    assert.deepEqual(ctx.receiver.received[0].json.deliveries.map((d) => d.body.event), ["first", "second"]);
+    socket.emit("alone", 3);
+    await ctx.receiver.waitFor((r) => r.length >= 2, 10000);
+    assert.deepEqual(ctx.receiver.received[1].json.deliveries.map((d) => d.body.event), ["alone"]);
     socket.close();
   } finally {
     await ctx.close();
