@@ -77,7 +77,7 @@ pub struct Webhook {
     pub headers: BTreeMap<String, String>,
     /// Disabled webhooks receive nothing.
     pub enabled: bool,
-    /// When set, deliveries go out grouped into one POST (see [`Batch`]); null sends one POST each.
+    /// When set, deliveries go out grouped into one POST (see `Batch`); null sends one POST each.
     #[schema(required = true)]
     pub batch: Option<Batch>,
     /// When it was created.
