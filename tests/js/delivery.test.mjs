@@ -436,3 +436,28 @@ test("a full queue (1,024 messages behind a hanging endpoint) refuses the next e
     await env.close();
   }
 });
+
+for (const batch of [null, { max_wait_ms: 0 }]) {
+  test(`a webhook's URL changed by PATCH takes effect with the next delivery${batch ? " (batched)" : ""}`, async () => {
+    const env = await setup({ hooks: [{ events: ["*"], batch }] });
+    const other = await startReceiver();
+    try {
+      const [hook] = env.webhooks;
+      const socket = await connected("v4", env.url);
+      assert.deepEqual(await emitWithAck(socket, "before", 1), [{ ok: true }]);
+      await env.receiver.waitFor((r) => r.length === 1);
+      const patched = await env.bridge.admin("PATCH", `/admin/webhooks/${hook.id}`, { url: `${other.url}/moved` });
+      assert.equal(patched.status, 200);
+      assert.deepEqual(await emitWithAck(socket, "after", 2), [{ ok: true }]);
+      const [moved] = await other.waitFor((r) => r.length === 1);
+      assert.equal(moved.path, "/moved");
+      const events = (d) => (d.json.type === "batch" ? d.json.deliveries.map((x) => x.body.event) : [d.json.event]);
+      assert.deepEqual(events(moved), ["after"]);
+      assert.deepEqual(env.receiver.received.flatMap(events), ["before"], "nothing more at the old URL");
+      socket.close();
+    } finally {
+      other.close();
+      await env.close();
+    }
+  });
+}

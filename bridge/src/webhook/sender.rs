@@ -1,5 +1,7 @@
 //! One HTTP attempt of a delivery, and what its outcome means for retrying.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use admin_api::model::{UrlPolicy, Webhook};
@@ -14,6 +16,9 @@ use crate::outgoing::{self, Denied};
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Largest response body read (a reply is small; more is cut).
 const MAX_REPLY_BYTES: usize = 1024 * 1024;
+/// Parsed webhook URLs kept; past this the cache starts over (old URLs of changed webhooks
+/// would otherwise stay).
+const MAX_PARSED_URLS: usize = 4096;
 
 /// A message to one webhook: its stable id and the serialized body.
 #[derive(Debug, Clone)]
@@ -59,6 +64,9 @@ pub enum Attempt {
 pub struct Sender {
     http: reqwest::Client,
     policy: UrlPolicy,
+    /// Webhook URLs parsed once rather than per request (twice, with reqwest's own parse),
+    /// by their text, so a changed URL is parsed anew.
+    urls: Arc<Mutex<HashMap<String, url::Url>>>,
 }
 
 impl Sender {
@@ -68,14 +76,34 @@ impl Sender {
             .pool_max_idle_per_host(64)
             .build()
             .expect("HTTP client with the process-wide TLS provider");
-        Self { http, policy }
+        Self {
+            http,
+            policy,
+            urls: Arc::default(),
+        }
+    }
+
+    /// `text` parsed, from the cache when it was parsed before.
+    fn parsed(&self, text: &str) -> Result<url::Url, String> {
+        let mut urls = self.urls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(url) = urls.get(text) {
+            return Ok(url.clone());
+        }
+        let url = url::Url::parse(text).map_err(|e| format!("invalid URL: {e}"))?;
+        if urls.len() >= MAX_PARSED_URLS {
+            urls.clear();
+        }
+        urls.insert(text.to_owned(), url.clone());
+        Ok(url)
     }
 
     /// POSTs `message` to `hook`, signed now, within the hook's timeout.
     pub async fn attempt(&self, hook: &Webhook, message: &Message) -> Attempt {
-        if let Ok(url) = url::Url::parse(&hook.url)
-            && let Err(error) = outgoing::check_literal(self.policy, &url)
-        {
+        let url = match self.parsed(&hook.url) {
+            Ok(url) => url,
+            Err(error) => return Attempt::Final { status: 0, error },
+        };
+        if let Err(error) = outgoing::check_literal(self.policy, &url) {
             return Attempt::Final { status: 0, error };
         }
         let now = chrono::Utc::now();
@@ -87,7 +115,7 @@ impl Sender {
         let started = Instant::now();
         let result = self
             .http
-            .post(&hook.url)
+            .post(url)
             .headers(headers)
             .timeout(Duration::from_millis(hook.timeout_ms))
             .body(message.body.clone())
@@ -288,6 +316,22 @@ mod tests {
         );
         assert_eq!(loggable_url("http://127.0.0.1/h"), "http://127.0.0.1/h");
         assert_eq!(loggable_url("not a url"), "(unparseable URL)");
+    }
+
+    #[test]
+    fn urls_are_parsed_once_by_their_text_within_a_bound() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let sender = Sender::new(UrlPolicy::default());
+        let a = sender.parsed("http://127.0.0.1:9/a").unwrap();
+        assert_eq!(a.path(), "/a");
+        assert_eq!(sender.parsed("http://127.0.0.1:9/b").unwrap().path(), "/b");
+        assert_eq!(sender.parsed("http://127.0.0.1:9/a").unwrap(), a);
+        assert!(sender.parsed("not a url").is_err());
+        for n in 0..MAX_PARSED_URLS + 10 {
+            sender.parsed(&format!("http://127.0.0.1:9/{n}")).unwrap();
+        }
+        let kept = sender.urls.lock().unwrap().len();
+        assert!(kept <= MAX_PARSED_URLS, "{kept}");
     }
 
     #[test]
