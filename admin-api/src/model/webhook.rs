@@ -102,33 +102,29 @@ impl Webhook {
 /// How a batched webhook groups its deliveries: one POST holds up to `max_events` bodies and
 /// `max_bytes` of them, and leaves at most `max_wait_ms` after its first body arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Batch {
     /// Most deliveries in one POST; default 100.
-    #[serde(default = "default_batch_events")]
     #[schema(minimum = 1, maximum = 1000)]
     pub max_events: u32,
     /// Most bytes of bodies in one POST; default 262144 (256 KiB). A body larger than this goes
     /// alone.
-    #[serde(default = "default_batch_bytes")]
     #[schema(minimum = 1024, maximum = 4194304)]
     pub max_bytes: u32,
     /// Longest a delivery waits for others to join its POST, ms; default 20.
-    #[serde(default = "default_batch_wait")]
     #[schema(minimum = 0, maximum = 10000)]
     pub max_wait_ms: u32,
 }
 
-fn default_batch_events() -> u32 {
-    100
-}
-
-fn default_batch_bytes() -> u32 {
-    256 * 1024
-}
-
-fn default_batch_wait() -> u32 {
-    20
+impl Default for Batch {
+    /// `batch: {}`: 100 events, 256 KiB, 20 ms.
+    fn default() -> Self {
+        Self {
+            max_events: 100,
+            max_bytes: 256 * 1024,
+            max_wait_ms: 20,
+        }
+    }
 }
 
 impl Batch {

@@ -11,9 +11,7 @@
 //! usual body as it was serialized, beside its own id. The batch's `webhook-id` is derived from
 //! the ids it holds, so a retry of the same deliveries carries the same id.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -22,9 +20,8 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::dispatch::{Dispatcher, Job, Mode, Outcome};
+use super::dispatch::{Dispatcher, Job, Mode, Outcome, Queued, Queues};
 use super::outbox::Prior;
-use super::queue_budget::Charge;
 use super::sender::{Attempt, Message};
 
 /// Deliveries waiting per batched webhook on this node; more are refused (`queue_full`). Their
@@ -37,72 +34,37 @@ pub const BATCH_EVENT: &str = "$batch";
 const ENVELOPE_BYTES: usize = 36;
 const PER_DELIVERY_BYTES: usize = 56;
 
-/// A delivery queued for a batch, with the bytes it holds in the queue budget.
-struct Item {
-    job: Job,
-    _charge: Charge,
-}
-
 /// The batch queues of this node, one per batched webhook.
 #[derive(Default)]
-pub struct Batchers {
-    queues: Mutex<HashMap<String, mpsc::Sender<Item>>>,
-}
+pub struct Batchers(Queues);
 
 impl Batchers {
     /// Whether the queue of `webhook_id` can take one more delivery now.
     pub fn has_room(&self, webhook_id: &str) -> bool {
-        self.lock()
-            .get(webhook_id)
-            .is_none_or(|tx| tx.capacity() > 0)
+        self.0.has_room(webhook_id)
     }
 
     /// Queues `job` (for a webhook with `batch` set) behind every earlier delivery to it.
     /// A full queue, or one over the byte budget, refuses the job and returns it.
     pub fn enqueue(&self, dispatcher: &Arc<Dispatcher>, job: Job) -> Result<(), Box<Job>> {
-        let Some(charge) = dispatcher.charge(&job) else {
-            return Err(Box::new(job));
-        };
-        let tx = self
-            .lock()
-            .entry(job.webhook.id.clone())
-            .or_insert_with(|| spawn_worker(dispatcher.clone()))
-            .clone();
-        dispatcher.outstanding.fetch_add(1, Ordering::AcqRel);
-        tx.try_send(Item {
-            job,
-            _charge: charge,
-        })
-        .map_err(|err| {
-            dispatcher.outstanding.fetch_sub(1, Ordering::AcqRel);
-            let item = match err {
-                mpsc::error::TrySendError::Full(item)
-                | mpsc::error::TrySendError::Closed(item) => item,
-            };
-            metrics::counter!(crate::metrics::WEBHOOK_DROPPED, "reason" => "queue_full").increment(1);
-            tracing::warn!(webhook = %item.job.webhook.id, event = %item.job.message.event, "batch queue full; message dropped");
-            Box::new(item.job)
-        })
+        self.0
+            .enqueue(dispatcher, job, || spawn_worker(dispatcher.clone()))
     }
 
     /// Forgets the queues of webhooks not in `live`: their workers send what they hold and stop.
     pub fn retain(&self, live: &std::collections::HashSet<&str>) {
-        self.lock().retain(|id, _| live.contains(id.as_str()));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Item>>> {
-        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.retain(live);
     }
 }
 
-fn spawn_worker(dispatcher: Arc<Dispatcher>) -> mpsc::Sender<Item> {
+fn spawn_worker(dispatcher: Arc<Dispatcher>) -> mpsc::Sender<Queued> {
     let (tx, rx) = mpsc::channel(BATCH_QUEUE_CAPACITY);
     tokio::spawn(run(dispatcher, rx));
     tx
 }
 
 /// Gathers and sends batches until the queue is forgotten and empty.
-async fn run(dispatcher: Arc<Dispatcher>, mut rx: mpsc::Receiver<Item>) {
+async fn run(dispatcher: Arc<Dispatcher>, mut rx: mpsc::Receiver<Queued>) {
     let mut carried = None;
     loop {
         let first = match carried.take() {
@@ -122,10 +84,10 @@ async fn run(dispatcher: Arc<Dispatcher>, mut rx: mpsc::Receiver<Item>) {
 
 /// `first` and what follows it within the bounds of its webhook's batch settings; a delivery
 /// that would pass the byte bound is handed back to start the next batch.
-async fn gather(rx: &mut mpsc::Receiver<Item>, first: Item) -> (Vec<Item>, Option<Item>) {
-    let bounds = bounds_of(&first.job.webhook);
+async fn gather(rx: &mut mpsc::Receiver<Queued>, first: Queued) -> (Vec<Queued>, Option<Queued>) {
+    let bounds = bounds_of(&first.0.webhook);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(bounds.max_wait_ms.into());
-    let mut bytes = framed_size(&first.job.message);
+    let mut bytes = framed_size(&first.0.message);
     let mut items = vec![first];
     while items.len() < bounds.max_events as usize {
         let next = tokio::select! {
@@ -136,7 +98,7 @@ async fn gather(rx: &mut mpsc::Receiver<Item>, first: Item) -> (Vec<Item>, Optio
         let Some(item) = next else {
             break;
         };
-        let size = framed_size(&item.job.message);
+        let size = framed_size(&item.0.message);
         if bytes + size > bounds.max_bytes as usize {
             return (items, Some(item));
         }
@@ -147,12 +109,11 @@ async fn gather(rx: &mut mpsc::Receiver<Item>, first: Item) -> (Vec<Item>, Optio
 }
 
 /// The batch settings of `webhook`; a webhook whose batching was just turned off sends what it
-/// had queued as batches of the defaults.
+/// had queued as batches of the default bounds, without waiting.
 fn bounds_of(webhook: &Webhook) -> Batch {
     webhook.batch.unwrap_or(Batch {
-        max_events: 100,
-        max_bytes: 256 * 1024,
         max_wait_ms: 0,
+        ..Batch::default()
     })
 }
 
@@ -162,16 +123,16 @@ fn framed_size(message: &Message) -> usize {
 }
 
 /// Sends one batch and hands each delivery its outcome.
-async fn send(dispatcher: &Dispatcher, items: Vec<Item>) {
+async fn send(dispatcher: &Dispatcher, items: Vec<Queued>) {
     let Some(last) = items.last() else {
         return;
     };
     // The newest settings (URL, secret, timeout) win, as a PATCH does for unbatched deliveries.
-    let webhook = last.job.webhook.clone();
+    let webhook = last.0.webhook.clone();
     if webhook.durable {
         return send_durable(dispatcher, &webhook, items).await;
     }
-    let messages: Vec<&Message> = items.iter().map(|item| &item.job.message).collect();
+    let messages: Vec<&Message> = items.iter().map(|(job, _)| &job.message).collect();
     let batch = Job {
         webhook: webhook.clone(),
         message: batch_message(&messages),
@@ -186,8 +147,8 @@ async fn send(dispatcher: &Dispatcher, items: Vec<Item>) {
             dispatcher.record_failure(&webhook, message, history.clone());
         }
     }
-    for mut item in items {
-        if let Some(on_done) = item.job.on_done.take() {
+    for (mut job, _charge) in items {
+        if let Some(on_done) = job.on_done.take() {
             on_done(outcome.clone());
         }
     }
@@ -195,15 +156,15 @@ async fn send(dispatcher: &Dispatcher, items: Vec<Item>) {
 
 /// The first attempt of durable deliveries once their rows are written; each row's outcome is
 /// recorded, and the outbox's worker retries the failed ones together.
-async fn send_durable(dispatcher: &Dispatcher, webhook: &Webhook, items: Vec<Item>) {
+async fn send_durable(dispatcher: &Dispatcher, webhook: &Webhook, items: Vec<Queued>) {
     let mut written = Vec::with_capacity(items.len());
-    for item in items {
-        let Some(receipt) = item.job.durable.clone() else {
+    for (job, _charge) in items {
+        let Some(receipt) = job.durable.clone() else {
             continue;
         };
         // A refused row was answered to its client and is not sent.
         if let Ok(Ok(())) = receipt.await {
-            written.push(item.job.message);
+            written.push(job.message);
         }
     }
     if written.is_empty() {

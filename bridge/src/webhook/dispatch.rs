@@ -348,7 +348,7 @@ impl Dispatcher {
 }
 
 /// Whether deliveries to `webhook` go out in batches (a reply webhook never does).
-fn is_batched(webhook: &Webhook) -> bool {
+pub(crate) fn is_batched(webhook: &Webhook) -> bool {
     webhook.batch.is_some() && !webhook.reply
 }
 
@@ -359,38 +359,41 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// A queued job and the bytes it holds in the budget until its delivery ends.
-type Queued = (Job, Charge);
+pub(super) type Queued = (Job, Charge);
 
-/// The queues of one socket, one per webhook; dropping them lets the workers finish and stop.
+/// Queues by webhook id, each drained in order by a worker task of its own; dropping one lets
+/// its worker finish what it holds and stop. A socket has one set ([`SocketQueues`]); the batched
+/// webhooks of a node share another (`batcher`).
 #[derive(Default)]
-pub struct SocketQueues {
+pub(super) struct Queues {
     senders: Mutex<HashMap<String, mpsc::Sender<Queued>>>,
 }
 
-impl SocketQueues {
+impl Queues {
     /// Whether the queue to `webhook_id` can take one more job now.
-    pub fn has_room(&self, webhook_id: &str) -> bool {
-        self.senders
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    pub(super) fn has_room(&self, webhook_id: &str) -> bool {
+        self.lock()
             .get(webhook_id)
             .is_none_or(|tx| tx.capacity() > 0)
     }
 
-    /// Queues `job` behind this socket's earlier messages to the same webhook.
-    /// A full queue, or one over the byte budget, drops the job (counted and logged) and
-    /// returns it.
-    pub fn enqueue(&self, dispatcher: &Arc<Dispatcher>, job: Job) -> Result<(), Box<Job>> {
+    /// Queues `job` behind the earlier jobs to the same webhook, starting that queue's worker
+    /// with `spawn` when it has none. A full queue, or one over the byte budget, drops the job
+    /// (counted and logged) and returns it.
+    pub(super) fn enqueue(
+        &self,
+        dispatcher: &Arc<Dispatcher>,
+        job: Job,
+        spawn: impl FnOnce() -> mpsc::Sender<Queued>,
+    ) -> Result<(), Box<Job>> {
         let Some(charge) = dispatcher.charge(&job) else {
             return Err(Box::new(job));
         };
-        let tx = {
-            let mut senders = self.senders.lock().unwrap_or_else(|e| e.into_inner());
-            senders
-                .entry(job.webhook.id.clone())
-                .or_insert_with(|| spawn_worker(dispatcher.clone()))
-                .clone()
-        };
+        let tx = self
+            .lock()
+            .entry(job.webhook.id.clone())
+            .or_insert_with(spawn)
+            .clone();
         dispatcher.outstanding.fetch_add(1, Ordering::AcqRel);
         tx.try_send((job, charge)).map_err(|err| {
             dispatcher.outstanding.fetch_sub(1, Ordering::AcqRel);
@@ -402,6 +405,34 @@ impl SocketQueues {
             tracing::warn!(webhook = %job.webhook.id, event = %job.message.event, "webhook queue full; message dropped");
             Box::new(job)
         })
+    }
+
+    /// Forgets the queues of webhooks not in `live`.
+    pub(super) fn retain(&self, live: &std::collections::HashSet<&str>) {
+        self.lock().retain(|id, _| live.contains(id.as_str()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Queued>>> {
+        self.senders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The queues of one socket, one per webhook; dropping them lets the workers finish and stop.
+#[derive(Default)]
+pub struct SocketQueues(Queues);
+
+impl SocketQueues {
+    /// Whether the queue to `webhook_id` can take one more job now.
+    pub fn has_room(&self, webhook_id: &str) -> bool {
+        self.0.has_room(webhook_id)
+    }
+
+    /// Queues `job` behind this socket's earlier messages to the same webhook.
+    /// A full queue, or one over the byte budget, drops the job (counted and logged) and
+    /// returns it.
+    pub fn enqueue(&self, dispatcher: &Arc<Dispatcher>, job: Job) -> Result<(), Box<Job>> {
+        self.0
+            .enqueue(dispatcher, job, || spawn_worker(dispatcher.clone()))
     }
 }
 

@@ -5,16 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use admin_api::model::Timestamp;
+use admin_api::model::{Timestamp, Webhook};
 use admin_api::store::ClaimedDelivery;
 use bytes::Bytes;
 
 use super::{Outbox, Prior, millis, pause};
-use admin_api::model::Webhook;
-
 use crate::catalog::Catalog;
 use crate::webhook::Dispatcher;
 use crate::webhook::batcher::{attempt_rows, group_claimed};
+use crate::webhook::dispatch::is_batched;
 use crate::webhook::sender::Message;
 
 /// How often due rows are looked for (a manual retry on this node wakes the worker at once).
@@ -119,7 +118,7 @@ fn by_webhook(
 /// events arrived: ids are time-ordered), every other row alone.
 fn batches(webhook: Option<&Webhook>, mut rows: Vec<ClaimedDelivery>) -> Vec<Vec<ClaimedDelivery>> {
     match webhook {
-        Some(webhook) if webhook.batch.is_some() && !webhook.reply => {
+        Some(webhook) if is_batched(webhook) => {
             rows.sort_by(|a, b| a.id.cmp(&b.id));
             group_claimed(webhook, rows, |row| row.payload.len())
         }
@@ -159,7 +158,7 @@ async fn send_claimed(
         }
         return;
     };
-    if webhook.batch.is_some() && !webhook.reply {
+    if is_batched(&webhook) {
         let messages: Vec<&Message> = messages.iter().collect();
         return attempt_rows(dispatcher, &webhook, &messages, priors).await;
     }
