@@ -17,6 +17,7 @@ import {
   until,
   sleep,
   metric,
+  startHangingServer,
 } from "./harness.mjs";
 
 /** The deliveries of every batch `receiver` got, in the order they arrived: [{id, body, batchId}]. */
@@ -153,6 +154,29 @@ test("a body larger than max_bytes goes alone; the bounds hold around it", async
     assert.ok(Buffer.byteLength(ctx.receiver.received[1].raw) > 3000);
     socket.close();
   } finally {
+    await ctx.close();
+  }
+});
+
+test("a batched webhook's queue is bounded in bytes: past BRIDGE_QUEUE_WEBHOOK_BYTES events are refused with queue_full, counted", async () => {
+  const hanging = await startHangingServer(); // never answers: the first batch stays in flight
+  const ctx = await setup({
+    hooks: [{ events: ["*"], url: hanging.url, timeout_ms: 60000, batch: { max_events: 1, max_wait_ms: 0 } }],
+    // Bodies of about 1,300 bytes: three fit in 4,000, a fourth does not.
+    env: { BRIDGE_QUEUE_WEBHOOK_BYTES: "4000" },
+  });
+  try {
+    const socket = await connected("v4", ctx.url);
+    const big = "x".repeat(1000);
+    const answers = [];
+    for (let i = 0; i < 6; i++) answers.push((await emitWithAck(socket, "big", big))[0]);
+    assert.deepEqual(answers.slice(0, 3), [{ ok: true }, { ok: true }, { ok: true }]);
+    assert.deepEqual(answers.slice(3), Array(3).fill({ ok: false, error: "queue_full" }), JSON.stringify(answers));
+    const node = (await ctx.bridge.admin("GET", "/admin/stats")).body.node.id;
+    assert.equal(await metric(ctx.bridge, "bridge_webhook_dropped_total", { reason: "queue_bytes", node }), 3);
+    socket.close();
+  } finally {
+    hanging.close();
     await ctx.close();
   }
 });
