@@ -181,6 +181,29 @@ test("a batched webhook's queue is bounded in bytes: past BRIDGE_QUEUE_WEBHOOK_B
   }
 });
 
+test("on SIGTERM, a batched webhook's queued and waiting deliveries and the $disconnect go out before exit", async () => {
+  // The backend takes 300 ms per request and a batch waits up to 2 s for more: at the stop one
+  // batch is in flight and the next is still gathering.
+  const ctx = await setup({
+    hooks: [{ events: ["*", "$disconnect"], batch: { max_events: 2, max_wait_ms: 2000 } }],
+    handler: () => ({ delayMs: 300 }),
+  });
+  try {
+    const socket = await connected("v4", ctx.url);
+    for (let i = 0; i < 5; i++) assert.deepEqual(await emitWithAck(socket, "late", i), [{ ok: true }]);
+    await ctx.bridge.stop();
+    const all = deliveries(ctx.receiver);
+    assert.deepEqual(all.filter((d) => d.body.type === "event").map((d) => d.body.args[0]), [0, 1, 2, 3, 4], "every accepted event was delivered");
+    const gone = all.filter((d) => d.body.type === "disconnect");
+    assert.equal(gone.length, 1);
+    assert.equal(gone[0].body.reason, "server shutting down");
+    // No $connect subscription: seq 1–5 for the events, 6 for the disconnect.
+    assert.deepEqual(all.map((d) => d.body.seq), [1, 2, 3, 4, 5, 6], "in order, the disconnect last");
+  } finally {
+    await ctx.close();
+  }
+});
+
 test("batch settings: defaults, bounds named in the error, and no batched reply webhook", async () => {
   const bridge = await startBridge();
   const receiver = await startReceiver();
