@@ -181,17 +181,21 @@ test("a batched webhook's queue is bounded in bytes: past BRIDGE_QUEUE_WEBHOOK_B
   }
 });
 
-test("on SIGTERM, a batched webhook's queued and waiting deliveries and the $disconnect go out before exit", async () => {
-  // The backend takes 300 ms per request and a batch waits up to 2 s for more: at the stop one
-  // batch is in flight and the next is still gathering.
+test("on SIGTERM, a batched webhook's queued and waiting deliveries and the $disconnect go out before exit, each answered", async () => {
+  // The backend takes 1 s to answer each request and a batch waits up to 2 s for more: at the
+  // stop one batch is in flight and the next is still gathering.
   const ctx = await setup({
     hooks: [{ events: ["*", "$disconnect"], batch: { max_events: 2, max_wait_ms: 2000 } }],
-    handler: () => ({ delayMs: 300 }),
+    handler: () => ({ delayMs: 1000 }),
   });
   try {
     const socket = await connected("v4", ctx.url);
     for (let i = 0; i < 5; i++) assert.deepEqual(await emitWithAck(socket, "late", i), [{ ok: true }]);
     await ctx.bridge.stop();
+    const exited = Date.now();
+    // The node waited for the last batch's answer, not only until it was sent.
+    const last = ctx.receiver.received.at(-1);
+    assert.ok(exited >= last.at + 1000, `exited ${exited - last.at} ms after the last batch arrived`);
     const all = deliveries(ctx.receiver);
     assert.deepEqual(all.filter((d) => d.body.type === "event").map((d) => d.body.args[0]), [0, 1, 2, 3, 4], "every accepted event was delivered");
     const gone = all.filter((d) => d.body.type === "disconnect");
