@@ -194,7 +194,8 @@ export async function deployment({ adapter = "redis", env = {}, hooks = () => []
   }
   const receiver = await startReceiver(handler);
   const ns = await slots[0].bridge.createNamespace({ name: "/chat" });
-  for (const hook of hooks(receiver.url)) await slots[0].bridge.createWebhook(ns.id, hook);
+  const webhooks = [];
+  for (const hook of hooks(receiver.url)) webhooks.push(await slots[0].bridge.createWebhook(ns.id, hook));
   const key = await slots[0].bridge.createKey(["/chat"]);
   const nginx = await startNginx(slots.map((s) => Number(s.env.BRIDGE_LISTEN.split(":")[1])));
   const d = {
@@ -204,6 +205,7 @@ export async function deployment({ adapter = "redis", env = {}, hooks = () => []
     nginx,
     key,
     slots,
+    webhooks,
     /** The running bridge of slot `i` (0 or 1). */
     node: (i) => slots[i].bridge,
     /** Starts slot `i` again on the same ports and waits until it is ready. */
@@ -304,10 +306,11 @@ export function ask(socket, event, data, ms = 5000) {
 }
 
 /**
- * Every client emits durable events (`note`, `{id}`) with acknowledgements, one at a time with
- * `pauseMs` between them, until `stop()`; `accepted` holds the ids acknowledged `{"ok": true}`.
+ * Every client emits events (`event`, `{id}`; `note` goes to a durable webhook) with
+ * acknowledgements, one at a time with `pauseMs` between them, until `stop()`; `accepted` holds
+ * the ids acknowledged `{"ok": true}`.
  */
-export function emitLoad(clients, pauseMs = 100) {
+export function emitLoad(clients, pauseMs = 100, event = "note") {
   const accepted = new Set();
   const refused = [];
   let running = true;
@@ -318,7 +321,7 @@ export function emitLoad(clients, pauseMs = 100) {
       if (client.socket.connected) {
         const id = `${client.index}-${n++}`;
         sent++;
-        const answer = await ask(client.socket, "note", { id });
+        const answer = await ask(client.socket, event, { id });
         if (answer?.ok === true) accepted.add(id);
         else if (answer) refused.push(answer);
       }
@@ -363,15 +366,28 @@ export function roomEmits(d, everyMs = 200) {
   };
 }
 
-/** The ids of the `note` events the receiver took (a handler marks a request it refused with `refused`), and how many arrived more than once. */
-export function delivered(receiver) {
+/** Every delivery body the receiver took, a batch's one by one (a handler marks a request it refused with `refused`). */
+export function bodies(receiver) {
+  return receiver.received
+    .filter((r) => !r.refused)
+    .flatMap((r) => (r.json?.type === "batch" ? r.json.deliveries.map((d) => d.body) : [r.json]));
+}
+
+/** The ids of the `event` events the receiver took, and how many arrived more than once. */
+export function delivered(receiver, event = "note") {
   const seen = new Set();
   let duplicates = 0;
-  for (const r of receiver.received) {
-    if (r.json?.type !== "event" || r.json.event !== "note" || r.refused) continue;
-    const id = r.json.args?.[0]?.id;
+  for (const body of bodies(receiver)) {
+    if (body?.type !== "event" || body.event !== event) continue;
+    const id = body.args?.[0]?.id;
     if (seen.has(id)) duplicates++;
     else seen.add(id);
   }
   return { ids: seen, duplicates };
+}
+
+/** Whether every id `load` had accepted was delivered as an `event` (one pass over the receiver's requests). */
+export function allDelivered(load, receiver, event = "note") {
+  const { ids } = delivered(receiver, event);
+  return [...load.accepted].every((id) => ids.has(id));
 }

@@ -5,7 +5,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { until, sleep, setup, connected } from "./harness.mjs";
+import { until, sleep, setup, connected, signedBy } from "./harness.mjs";
 import {
   deployment,
   ready,
@@ -15,6 +15,8 @@ import {
   emitLoad,
   roomEmits,
   delivered,
+  allDelivered,
+  bodies,
 } from "./deployment.mjs";
 
 const DRAIN_MS = 4000;
@@ -160,7 +162,7 @@ test("a rolling restart through nginx under load: every client ends connected, n
     await load.stop();
     await emits.stop();
     assert.deepEqual(load.refused, [], "no durable event was refused");
-    await until(() => [...load.accepted].every((id) => delivered(d.receiver).ids.has(id)), 20000, "every accepted event delivered");
+    await until(() => allDelivered(load, d.receiver), 20000, "every accepted event delivered");
     const where = await allConnected(d, clients, 5000);
 
     // No client ever saw a session answer from the wrong node: nginx tried the other node instead.
@@ -178,6 +180,97 @@ test("a rolling restart through nginx under load: every client ends connected, n
         `${emits.counts.ok} room emits answered 200, ${emits.counts.failed} not; ${reconnects} reconnects (${[...reasons].join(", ")}); ` +
         `${engine.length} Engine.IO requests through nginx, ${retried.length} retried on the other node; ` +
         `at the end ${[...where.values()].filter((n) => n === "bridge-1").length} on bridge-1, ${[...where.values()].filter((n) => n === "bridge-2").length} on bridge-2`,
+    );
+  } finally {
+    for (const c of clients) c.close();
+    await d.close();
+  }
+});
+
+test("a rolling restart with batched webhooks under load: every accepted event delivered once, in order per socket, every batch signed and within its bounds", async () => {
+  const batch = { max_events: 50, max_bytes: 65536, max_wait_ms: 50 };
+  const batched = (url) => [
+    { url, events: ["note"], durable: true, batch },
+    { url, events: ["chat", "$disconnect"], batch },
+  ];
+  // The backend takes 100 ms to answer: batches fill up, and a stopping node has some in flight.
+  const d = await deployment({ env: { BRIDGE_DRAIN: `${DRAIN_MS}ms` }, hooks: batched, handler: () => ({ delayMs: 100 }) });
+  const [durableHook, memoryHook] = d.webhooks;
+  const clients = [];
+  const sockets = new Set();
+  try {
+    for (let i = 0; i < 30; i++) {
+      const client = reconnectingClient(d.nginx.url, KINDS[i % KINDS.length], i);
+      client.socket.on("connect", () => sockets.add(client.id()));
+      clients.push(client);
+    }
+    await allConnected(d, clients, 10000);
+    const notes = emitLoad(clients, 50, "note");
+    const chats = emitLoad(clients, 50, "chat");
+    await sleep(1500);
+    for (const i of [0, 1]) {
+      await d.node(i).stop();
+      assert.equal(d.node(i).exitCode(), 0);
+      await d.restart(i);
+      await allConnected(d, clients, 15000);
+      await sleep(1000);
+    }
+    await notes.stop();
+    await chats.stop();
+    assert.deepEqual([...notes.refused, ...chats.refused], [], "no event was refused");
+    for (const [load, event] of [[notes, "note"], [chats, "chat"]]) {
+      await until(() => allDelivered(load, d.receiver, event), 20000, `every accepted ${event} delivered`);
+    }
+    // Every socket ever connected ends with its $disconnect, the last of its deliveries. (The
+    // agents go a second later: destroyed at once, a polling client's goodbye would not leave,
+    // and the node would learn of it only by the heartbeat, 45 s on.)
+    for (const c of clients) c.socket.close();
+    await sleep(1000);
+    for (const c of clients) c.close();
+    await until(
+      () => {
+        const gone = new Set(bodies(d.receiver).filter((b) => b.type === "disconnect").map((b) => b.socket.id));
+        return [...sockets].every((id) => gone.has(id));
+      },
+      15000,
+      "a $disconnect for every socket",
+    );
+
+    // Every request is one batch of one webhook: signed with its secret, within the bounds,
+    // holding only that webhook's events; a webhook-id names one batch (a retry repeats its bytes).
+    const byId = new Map();
+    for (const r of d.receiver.received) {
+      assert.equal(r.json?.type, "batch", r.raw.slice(0, 200));
+      assert.ok(r.json.deliveries.length <= batch.max_events && Buffer.byteLength(r.raw) <= batch.max_bytes);
+      const hook = signedBy(durableHook.secret, r) ? durableHook : memoryHook;
+      assert.ok(signedBy(hook.secret, r), "signed by one of the two webhooks");
+      const events = new Set(r.json.deliveries.map((x) => (x.body.type === "event" ? x.body.event : "$disconnect")));
+      assert.deepEqual([...events].filter((e) => !hook.events.includes(e)), [], `only ${hook.events} in a batch of that webhook`);
+      const id = r.headers["webhook-id"];
+      if (byId.has(id)) assert.equal(byId.get(id), r.raw, "a webhook-id reused only by a retry of the same batch");
+      byId.set(id, r.raw);
+    }
+    // The in-memory webhook: each socket's deliveries in seq order across batches and nodes'
+    // restarts, none twice, the $disconnect last.
+    const memory = d.receiver.received.filter((r) => signedBy(memoryHook.secret, r)).flatMap((r) => r.json.deliveries.map((x) => x.body));
+    const perSocket = new Map();
+    for (const b of memory) perSocket.set(b.socket.id, [...(perSocket.get(b.socket.id) ?? []), b]);
+    for (const [id, list] of perSocket) {
+      const seqs = list.map((b) => b.seq);
+      assert.ok(seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]), `socket ${id}: seqs ${seqs.join(",")} in order`);
+      assert.equal(list.at(-1).type, "disconnect", `socket ${id}: the $disconnect last`);
+    }
+    const chat = delivered(d.receiver, "chat");
+    const note = delivered(d.receiver, "note");
+    assert.equal(chat.duplicates, 0, "no chat event delivered twice");
+    const sizes = d.receiver.received.map((r) => r.json.deliveries.length);
+    const reasons = new Set(clients.flatMap((c) => c.reasons));
+    assert.ok(!reasons.has("io server disconnect"), [...reasons].join());
+    console.log(
+      `batched rolling restart: ${clients.length} clients, ${sockets.size} sockets; ` +
+        `${notes.accepted.size} durable and ${chats.accepted.size} in-memory events accepted, ${note.ids.size} and ${chat.ids.size} delivered ` +
+        `(${note.duplicates} durable duplicates); ${sizes.length} batches of ${Math.min(...sizes)}–${Math.max(...sizes)} deliveries; ` +
+        `reasons ${[...reasons].join(", ")}`,
     );
   } finally {
     for (const c of clients) c.close();
