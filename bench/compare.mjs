@@ -17,7 +17,8 @@
 // without extra code, so their batched rows repeat their one forward run. The receiver reports the
 // latency from each event's emit (a wall-clock `t` in its argument) to its receipt.
 // `COMPARE_ONLY=forward` runs the forward workloads alone (no idle or fan-out); `COMPARE_SERVERS`
-// picks the servers (default `bridge,bare,node`).
+// picks the servers (default `bridge,bare,node`); `RECEIVER_DELAY_MS` has the receiver answer each
+// webhook that much later.
 
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -57,8 +58,10 @@ async function stop(child) {
   await once(child, "exit");
 }
 
-// The webhook receiver every server forwards to (`loadgen receive`): answers 200 at once.
-const receiver = await spawnServer(LOADGEN, ["receive"], {});
+// The webhook receiver every server forwards to (`loadgen receive`): answers 200 at once, or
+// after `RECEIVER_DELAY_MS` (a backend's own time, or one further away).
+const RECEIVER_DELAY_MS = Number(process.env.RECEIVER_DELAY_MS ?? 0);
+const receiver = await spawnServer(LOADGEN, ["receive", "--delay-ms", String(RECEIVER_DELAY_MS)], {});
 const receiverUrl = `http://127.0.0.1:${receiver.port}/`;
 
 /** How many webhooks the receiver has counted. */

@@ -1,7 +1,6 @@
 //! One Socket.IO client over an Engine.IO 4 WebSocket: connects to a namespace, answers
 //! heartbeats, records broadcast latencies and emits events with acknowledgements.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,10 +44,14 @@ impl Shared {
     }
 
     fn record(&self, micros: u64) {
+        self.record_all(&[micros]);
+    }
+
+    fn record_all(&self, micros: &[u64]) {
         self.latencies_us
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(micros);
+            .extend_from_slice(micros);
     }
 
     /// p50, p99 and max of the recorded latencies, in milliseconds.
@@ -67,14 +70,20 @@ impl Shared {
     }
 }
 
-type AckWaiters = Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>;
+/// What the connection's task is asked to do.
+enum Command {
+    /// Emit `events` events one after the other, each waiting for its ack, until `end`; answer
+    /// how many were acked and each one's latency (microseconds).
+    Forward {
+        events: u64,
+        end: Instant,
+        done: oneshot::Sender<(u64, Vec<u64>)>,
+    },
+}
 
 /// A connected client; dropping it closes its connection.
 pub struct Client {
-    out: mpsc::UnboundedSender<Message>,
-    acks: AckWaiters,
-    next_ack: AtomicU64,
-    prefix: String,
+    commands: mpsc::UnboundedSender<Command>,
     closing: Arc<AtomicBool>,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
@@ -179,60 +188,39 @@ impl Client {
                 return Err(format!("refused: {frame}"));
             }
         }
-        let (out, mut outgoing) = mpsc::unbounded_channel::<Message>();
-        let acks: AckWaiters = Arc::default();
+        let (commands, mut incoming) = mpsc::unbounded_channel::<Command>();
         let closing = Arc::new(AtomicBool::new(false));
         let task = {
-            let (acks, closing, shared, prefix) = (
-                acks.clone(),
-                closing.clone(),
-                shared.clone(),
-                prefix.clone(),
-            );
+            let (closing, shared) = (closing.clone(), shared.clone());
             tokio::spawn(async move {
-                let (mut sink, mut stream) = ws.split();
                 // Engine.IO 3: the client pings, the server answers.
-                let mut ping = tokio::time::interval(Duration::from_millis(ping_interval));
-                ping.tick().await;
+                let ping_every = v2.then(|| Duration::from_millis(ping_interval));
+                let mut conn = Connection::new(ws, prefix, shared.clone(), ping_every);
                 loop {
-                    tokio::select! {
-                        _ = ping.tick(), if v2 => {
-                            if sink.send(Message::text("2")).await.is_err() {
-                                return;
-                            }
+                    let alive = tokio::select! {
+                        () = tokio::time::sleep_until(conn.next_ping.into()), if v2 => conn.ping().await,
+                        frame = conn.ws.next() => match frame {
+                            Some(Ok(Message::Text(text))) => conn.on_frame(text.as_str()).await,
+                            _ => false,
+                        },
+                        Some(Command::Forward { events, end, done }) = incoming.recv() => {
+                            let result = conn.forward(events, end).await;
+                            let alive = result.is_some();
+                            let _ = done.send(result.unwrap_or_default());
+                            alive
                         }
-                        frame = stream.next() => {
-                            let Some(Ok(Message::Text(text))) = frame else {
-                                if !closing.load(Ordering::Acquire) {
-                                    shared.dropped.fetch_add(1, Ordering::Relaxed);
-                                }
-                                return;
-                            };
-                            if text.as_str() == "2" {
-                                shared.pongs.fetch_add(1, Ordering::Relaxed);
-                                if sink.send(Message::text("3")).await.is_err() {
-                                    return;
-                                }
-                            } else if text.as_str() == "3" {
-                                shared.pongs.fetch_add(1, Ordering::Relaxed);
-                            } else {
-                                on_packet(text.as_str(), &prefix, &shared, &acks);
-                            }
+                    };
+                    if !alive {
+                        if !closing.load(Ordering::Acquire) {
+                            shared.dropped.fetch_add(1, Ordering::Relaxed);
                         }
-                        Some(message) = outgoing.recv() => {
-                            if sink.send(message).await.is_err() {
-                                return;
-                            }
-                        }
+                        return;
                     }
                 }
             })
         };
         Ok(Self {
-            out,
-            acks,
-            next_ack: AtomicU64::new(1),
-            prefix,
+            commands,
             closing,
             shared,
             task,
@@ -240,58 +228,144 @@ impl Client {
     }
 
     /// Emits `events` events one after the other, each waiting for its ack (at most `deadline`
-    /// in all); returns how many were acked.
+    /// in all); returns how many were acked. The connection's own task emits and reads the acks,
+    /// so an event costs the load generator one write and one read, no hand-over between tasks.
     pub async fn emit_with_acks(&self, events: u64, deadline: Duration) -> u64 {
+        let (done, result) = oneshot::channel();
         let end = Instant::now() + deadline;
-        let mut acked = 0;
-        for i in 0..events {
-            let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
-            let (tx, rx) = oneshot::channel();
-            self.acks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id, tx);
-            let sent = Instant::now();
-            // `t`: wall-clock microseconds, for the receiver's emit-to-receipt latency.
-            let packet = format!(
-                "42{}{id}[\"tick\",{{\"i\":{i},\"t\":{}}}]",
-                self.prefix,
-                crate::receiver::wall_micros()
-            );
-            if self.out.send(Message::text(packet)).is_err() {
-                break;
-            }
-            match tokio::time::timeout_at(end.into(), rx).await {
-                Ok(Ok(())) => {
-                    acked += 1;
-                    self.shared
-                        .record(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
-                }
-                _ => break,
-            }
+        if self
+            .commands
+            .send(Command::Forward { events, end, done })
+            .is_err()
+        {
+            return 0;
         }
+        let (acked, latencies) = result.await.unwrap_or_default();
+        self.shared.record_all(&latencies);
         acked
     }
 }
 
-/// An event or ack from the server.
-fn on_packet(text: &str, prefix: &str, shared: &Shared, acks: &AckWaiters) {
-    if let Some(body) = text.strip_prefix(&format!("42{prefix}")) {
-        // ["bench", {"t": micros}]: the latency from the request that carried it.
-        if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(body)
-            && let Some(t) = items.get(1).and_then(|d| d["t"].as_u64())
-        {
-            shared.record(shared.now_micros().saturating_sub(t));
-        }
-        shared.received.fetch_add(1, Ordering::Relaxed);
-    } else if let Some(rest) = text.strip_prefix(&format!("43{prefix}")) {
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if let Ok(id) = digits.parse::<u64>()
-            && let Some(waiter) = acks.lock().unwrap_or_else(|e| e.into_inner()).remove(&id)
-        {
-            let _ = waiter.send(());
+type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A connection as its task drives it.
+struct Connection {
+    ws: WebSocket,
+    shared: Arc<Shared>,
+    /// `42<namespace>,` and `43<namespace>,`: the prefixes of events and acks.
+    event_prefix: String,
+    ack_prefix: String,
+    next_ack: u64,
+    /// An Engine.IO 3 client's heartbeat: how often, and when next.
+    ping_every: Option<Duration>,
+    next_ping: Instant,
+}
+
+impl Connection {
+    fn new(
+        ws: WebSocket,
+        prefix: String,
+        shared: Arc<Shared>,
+        ping_every: Option<Duration>,
+    ) -> Self {
+        Self {
+            ws,
+            shared,
+            event_prefix: format!("42{prefix}"),
+            ack_prefix: format!("43{prefix}"),
+            next_ack: 1,
+            ping_every,
+            next_ping: Instant::now() + ping_every.unwrap_or_default(),
         }
     }
+
+    async fn send(&mut self, message: Message) -> bool {
+        self.ws.send(message).await.is_ok()
+    }
+
+    /// Sends an Engine.IO 3 ping and schedules the next.
+    async fn ping(&mut self) -> bool {
+        self.next_ping = Instant::now() + self.ping_every.unwrap_or_default();
+        self.send(Message::text("2")).await
+    }
+
+    /// Answers a heartbeat or records a broadcast; `false` when the connection is gone.
+    async fn on_frame(&mut self, text: &str) -> bool {
+        match text {
+            "2" => {
+                self.shared.pongs.fetch_add(1, Ordering::Relaxed);
+                self.send(Message::text("3")).await
+            }
+            "3" => {
+                self.shared.pongs.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            _ => {
+                if let Some(body) = text.strip_prefix(self.event_prefix.as_str()) {
+                    on_broadcast(body, &self.shared);
+                }
+                true
+            }
+        }
+    }
+
+    /// The id of `text` when it is an ack.
+    fn ack_id(&self, text: &str) -> Option<u64> {
+        let rest = text.strip_prefix(self.ack_prefix.as_str())?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        rest[..digits].parse().ok()
+    }
+
+    /// The forward workload on this connection: `None` when the connection ended.
+    async fn forward(&mut self, events: u64, end: Instant) -> Option<(u64, Vec<u64>)> {
+        let mut latencies = Vec::with_capacity(usize::try_from(events).unwrap_or(0));
+        for i in 0..events {
+            if self.ping_every.is_some() && Instant::now() >= self.next_ping && !self.ping().await {
+                return None;
+            }
+            let id = self.next_ack;
+            self.next_ack += 1;
+            let sent = Instant::now();
+            // `t`: wall-clock microseconds, for the receiver's emit-to-receipt latency.
+            let packet = format!(
+                "{}{id}[\"tick\",{{\"i\":{i},\"t\":{}}}]",
+                self.event_prefix,
+                crate::receiver::wall_micros()
+            );
+            if !self.send(Message::text(packet)).await {
+                return None;
+            }
+            loop {
+                let frame = match tokio::time::timeout_at(end.into(), self.ws.next()).await {
+                    Ok(Some(Ok(Message::Text(text)))) => text,
+                    Ok(Some(Ok(_))) => continue,
+                    Ok(_) => return None,
+                    Err(_) => return Some((latencies.len() as u64, latencies)),
+                };
+                if self.ack_id(frame.as_str()) == Some(id) {
+                    break;
+                }
+                if !self.on_frame(frame.as_str()).await {
+                    return None;
+                }
+            }
+            latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+        }
+        Some((latencies.len() as u64, latencies))
+    }
+}
+
+/// A broadcast `["bench", {"t": micros}]`: the latency from the request that carried it.
+fn on_broadcast(body: &str, shared: &Shared) {
+    if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(body)
+        && let Some(t) = items.get(1).and_then(|d| d["t"].as_u64())
+    {
+        shared.record(shared.now_micros().saturating_sub(t));
+    }
+    shared.received.fetch_add(1, Ordering::Relaxed);
 }
 
 async fn next_text<S>(ws: &mut S) -> Result<String, String>

@@ -76,6 +76,9 @@ enum Workload {
         /// Port on 127.0.0.1 (0: any; the bound port is printed as `listening port=N`).
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// Answer each webhook this many milliseconds after reading it (a backend's own time).
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
     },
 }
 
@@ -121,7 +124,11 @@ async fn main() {
             rate,
         } => fanout(&common, &emit_url, &emit_key, messages, rate).await,
         Workload::Forward { common, events } => forward(&common, events).await,
-        Workload::Receive { port } => receiver::run(port).await.map(|()| Value::Null),
+        Workload::Receive { port, delay_ms } => {
+            receiver::run(port, Duration::from_millis(delay_ms))
+                .await
+                .map(|()| Value::Null)
+        }
     };
     match result {
         Ok(report) => println!("{report}"),

@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -38,7 +38,8 @@ pub fn wall_micros() -> u64 {
 }
 
 /// Serves on 127.0.0.1:`port` (0: any) until the process is stopped; prints `listening port=N`.
-pub async fn run(port: u16) -> Result<(), String> {
+/// Each webhook is answered `delay` after it was read: a backend's own time, or one further away.
+pub async fn run(port: u16, delay: Duration) -> Result<(), String> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("bind: {e}"))?;
@@ -51,7 +52,7 @@ pub async fn run(port: u16) -> Result<(), String> {
         };
         let counts = counts.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| answer(req, counts.clone()));
+            let service = service_fn(move |req| answer(req, counts.clone(), delay));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -63,6 +64,7 @@ pub async fn run(port: u16) -> Result<(), String> {
 async fn answer(
     req: Request<Incoming>,
     counts: Arc<Counts>,
+    delay: Duration,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() == Method::GET {
         let text = match req.uri().path() {
@@ -89,6 +91,9 @@ async fn answer(
                 samples.push(now.saturating_sub(t));
             }
         }
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let mut res = Response::new(Full::new(Bytes::from_static(b"{}")));
     res.headers_mut().insert(
