@@ -41,7 +41,7 @@ for (const version of ["v4", "v2"]) {
     const batch = { max_events: 10, max_bytes: 4096, max_wait_ms: 50 };
     const ctx = await setup({ hooks: [{ events: ["*", "$connect", "$disconnect"], batch }] });
     const [hook] = ctx.webhooks;
-    assert.deepEqual(hook.batch, batch);
+    assert.deepEqual(hook.batch, { ...batch, max_in_flight: 1 });
     try {
       const sockets = [];
       for (let i = 0; i < 3; i++) sockets.push(await connected(version, ctx.url));
@@ -117,6 +117,44 @@ test("a failed batch is retried whole under the same id; later events follow it 
     assert.deepEqual(seqs(failed), [1, 2, 3, 4, 5]);
     assert.deepEqual(seqs(later), [6, 7, 8, 9, 10], "the next batch waited for the retried one");
     socket.close();
+  } finally {
+    await ctx.close();
+  }
+});
+
+test("max_in_flight 4: several batches under way at once, never two holding one socket, each socket in order", async () => {
+  // The backend takes 200 ms per request and records which sockets each request under way holds.
+  let underWay = 0;
+  let most = 0;
+  const holding = new Map();
+  const overlaps = [];
+  const ctx = await setup({
+    hooks: [{ events: ["*", "$connect"], batch: { max_events: 5, max_wait_ms: 20, max_in_flight: 4 } }],
+    handler: async (entry) => {
+      const ids = [...new Set(entry.json.deliveries.map((d) => d.body.socket.id))];
+      for (const id of ids) {
+        if (holding.get(id)) overlaps.push(id);
+        holding.set(id, (holding.get(id) ?? 0) + 1);
+      }
+      most = Math.max(most, ++underWay);
+      await sleep(200);
+      underWay--;
+      for (const id of ids) holding.set(id, holding.get(id) - 1);
+      return {};
+    },
+  });
+  try {
+    const sockets = [];
+    for (let i = 0; i < 12; i++) sockets.push(await connected("v4", ctx.url));
+    const acks = await Promise.all(sockets.flatMap((socket, s) => Array.from({ length: 10 }, (_, n) => emitWithAck(socket, "move", { s, n }))));
+    for (const ack of acks) assert.deepEqual(ack, [{ ok: true }]);
+    // 12 x ($connect + 10 events)
+    await ctx.receiver.waitFor(() => deliveries(ctx.receiver).length === 132, 30000);
+    assert.ok(most >= 2 && most <= 4, `${most} batches under way at once at most (lanes: 4)`);
+    assert.deepEqual(overlaps, [], "a socket's next batch waits for its last");
+    const all = deliveries(ctx.receiver);
+    for (const socket of sockets) assert.equal(inOrder(all, socket.id), 11, `socket ${socket.id} in order`);
+    for (const socket of sockets) socket.close();
   } finally {
     await ctx.close();
   }
@@ -216,7 +254,7 @@ test("batch settings: defaults, bounds named in the error, and no batched reply 
     const create = (body) => bridge.admin("POST", `/admin/namespaces/${ns.id}/webhooks`, { url: receiver.url, events: ["*"], ...body });
     const defaults = await create({ batch: {} });
     assert.equal(defaults.status, 201);
-    assert.deepEqual(defaults.body.batch, { max_events: 100, max_bytes: 262144, max_wait_ms: 20 });
+    assert.deepEqual(defaults.body.batch, { max_events: 100, max_bytes: 262144, max_wait_ms: 20, max_in_flight: 1 });
     const plain = await create({});
     assert.equal(plain.body.batch, null);
 
@@ -226,6 +264,8 @@ test("batch settings: defaults, bounds named in the error, and no batched reply 
       [{ max_bytes: 100 }, "batch.max_bytes"],
       [{ max_bytes: 5000000 }, "batch.max_bytes"],
       [{ max_wait_ms: 10001 }, "batch.max_wait_ms"],
+      [{ max_in_flight: 0 }, "batch.max_in_flight"],
+      [{ max_in_flight: 17 }, "batch.max_in_flight"],
     ]) {
       const res = await create({ batch });
       assert.equal(res.status, 400, JSON.stringify(batch));
@@ -249,7 +289,7 @@ test("batch settings: defaults, bounds named in the error, and no batched reply 
     const batchOnReply = await bridge.admin("PATCH", `/admin/webhooks/${defaults.body.id}`, { batch: { max_events: 5 } });
     assert.equal(batchOnReply.status, 400);
     const changed = await bridge.admin("PATCH", `/admin/webhooks/${plain.body.id}`, { batch: { max_events: 5 } });
-    assert.deepEqual(changed.body.batch, { max_events: 5, max_bytes: 262144, max_wait_ms: 20 });
+    assert.deepEqual(changed.body.batch, { max_events: 5, max_bytes: 262144, max_wait_ms: 20, max_in_flight: 1 });
     const listed = await bridge.admin("GET", `/admin/webhooks/${plain.body.id}`);
     assert.deepEqual(listed.body.batch, changed.body.batch);
   } finally {

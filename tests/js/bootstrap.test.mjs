@@ -69,7 +69,7 @@ async function declareThrice(receiver, config, start, secrets) {
     assert.equal(emit.status, 200);
     before = await listing(bridge);
     const generated = before.webhooks.find((w) => w.url.endsWith("/generated"));
-    assert.deepEqual(generated.batch, { max_events: 5, max_bytes: 262144, max_wait_ms: 20 }, "declared batch bounds, the rest defaults");
+    assert.deepEqual(generated.batch, { max_events: 5, max_bytes: 262144, max_wait_ms: 20, max_in_flight: 1 }, "declared batch bounds, the rest defaults");
     assert.equal(before.webhooks.find((w) => w.url.endsWith("/chosen")).batch, null);
   } finally {
     await bridge.stop();

@@ -74,11 +74,13 @@ test("dashboard: log in, create a namespace, a webhook and a key, see a client l
     await hookRow.getByRole("button", { name: "Edit" }).click();
     await page.check("#webhook-form input[name=batched]");
     await page.fill("#webhook-form input[name=max_events]", "50");
+    await page.fill("#webhook-form input[name=max_in_flight]", "4");
     await page.click("#webhook-form button[type=submit]");
-    await page.locator("#webhooks tr", { hasText: "batched (50 events, 262144 bytes, 20 ms)" }).waitFor();
-    assert.deepEqual((await bridge.admin("GET", `/admin/webhooks/${hook.id}`)).body.batch, { max_events: 50, max_bytes: 262144, max_wait_ms: 20 });
+    await page.locator("#webhooks tr", { hasText: "batched (50 events, 262144 bytes, 20 ms, 4 in flight)" }).waitFor();
+    assert.deepEqual((await bridge.admin("GET", `/admin/webhooks/${hook.id}`)).body.batch, { max_events: 50, max_bytes: 262144, max_wait_ms: 20, max_in_flight: 4 });
     await page.locator("#webhooks tr", { hasText: receiver.url }).getByRole("button", { name: "Edit" }).click();
     assert.equal(await page.inputValue("#webhook-form input[name=max_events]"), "50");
+    assert.equal(await page.inputValue("#webhook-form input[name=max_in_flight]"), "4");
     await page.uncheck("#webhook-form input[name=batched]");
     await page.click("#webhook-form button[type=submit]");
     await until(async () => (await bridge.admin("GET", `/admin/webhooks/${hook.id}`)).body.batch === null, 5000, "batching turned off");

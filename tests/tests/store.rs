@@ -186,6 +186,7 @@ async fn webhooks_belong_to_namespaces_and_cascade(store: Store) {
         max_events: 7,
         max_bytes: 4096,
         max_wait_ms: 0,
+        max_in_flight: 3,
     };
     hook.batch = Some(batch);
     store.update_webhook(&hook).await.unwrap();

@@ -18,9 +18,9 @@ pub use namespace::{
 };
 pub use url_policy::UrlPolicy;
 pub use webhook::{
-    Batch, EventPattern, NewWebhook, RESERVED_EVENTS, SECRET_PREFIX, SecretRotated, Webhook,
-    WebhookCreated, WebhookPatch, generate_webhook_secret, is_reserved_event,
-    validate_webhook_secret,
+    BATCH_MAX_IN_FLIGHT, Batch, EventPattern, NewWebhook, RESERVED_EVENTS, SECRET_PREFIX,
+    SecretRotated, Webhook, WebhookCreated, WebhookPatch, generate_webhook_secret,
+    is_reserved_event, validate_webhook_secret,
 };
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -25,6 +25,8 @@ pub const BATCH_MIN_BYTES: u32 = 1_024;
 pub const BATCH_MAX_BYTES: u32 = 4 << 20;
 /// Most `batch.max_wait_ms`.
 pub const BATCH_MAX_WAIT_MS: u32 = 10_000;
+/// Most `batch.max_in_flight`.
+pub const BATCH_MAX_IN_FLIGHT: u32 = 16;
 /// Event names a client may never send (Socket.IO reserves them).
 pub const RESERVED_EVENTS: [&str; 6] = [
     "connect",
@@ -100,7 +102,8 @@ impl Webhook {
 }
 
 /// How a batched webhook groups its deliveries: one POST holds up to `max_events` bodies and
-/// `max_bytes` of them, and leaves at most `max_wait_ms` after its first body arrived.
+/// `max_bytes` of them, and leaves at most `max_wait_ms` after its first body arrived; a node has
+/// at most `max_in_flight` of them under way at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Batch {
@@ -114,15 +117,20 @@ pub struct Batch {
     /// Longest a delivery waits for others to join its POST, ms; default 20.
     #[schema(minimum = 0, maximum = 10000)]
     pub max_wait_ms: u32,
+    /// Most POSTs of this webhook under way at once from one node; default 1. A socket's
+    /// deliveries always travel in the same one of these lanes, so its order holds.
+    #[schema(minimum = 1, maximum = 16)]
+    pub max_in_flight: u32,
 }
 
 impl Default for Batch {
-    /// `batch: {}`: 100 events, 256 KiB, 20 ms.
+    /// `batch: {}`: 100 events, 256 KiB, 20 ms, one POST under way at a time.
     fn default() -> Self {
         Self {
             max_events: 100,
             max_bytes: 256 * 1024,
             max_wait_ms: 20,
+            max_in_flight: 1,
         }
     }
 }
@@ -146,6 +154,12 @@ impl Batch {
             return Err(ApiError::invalid(
                 "batch.max_wait_ms",
                 format!("must be between 0 and {BATCH_MAX_WAIT_MS}"),
+            ));
+        }
+        if !(1..=BATCH_MAX_IN_FLIGHT).contains(&self.max_in_flight) {
+            return Err(ApiError::invalid(
+                "batch.max_in_flight",
+                format!("must be between 1 and {BATCH_MAX_IN_FLIGHT}"),
             ));
         }
         Ok(())

@@ -1,9 +1,10 @@
 //! Batched webhooks: one queue per webhook on this node gathers the deliveries of every socket
 //! and sends them as one signed POST, within the webhook's `batch` bounds (events, bytes, wait).
 //!
-//! A webhook's batches leave one at a time, the next once the last has ended (delivered or given
-//! up), so a socket's deliveries reach the backend in the order it sent them across batches as
-//! well as within one. A durable batch is attempted once from here and then retried by the
+//! A webhook has `max_in_flight` lanes on a node (1 by default), each sending one batch at a
+//! time, the next once the last has ended (delivered or given up). A socket's deliveries always
+//! take the same lane (by a hash of its id), so they reach the backend in the order it sent them
+//! across batches as well as within one; more lanes lift the ceiling of one batch per round trip. A durable batch is attempted once from here and then retried by the
 //! outbox's worker, which claims due rows of a batched webhook together
 //! ([`group_claimed`]).
 //!
@@ -11,6 +12,7 @@
 //! usual body as it was serialized, beside its own id. The batch's `webhook-id` is derived from
 //! the ids it holds, so a retry of the same deliveries carries the same id.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -24,9 +26,12 @@ use super::dispatch::{Dispatcher, Job, Mode, Outcome, Queued, Queues};
 use super::outbox::Prior;
 use super::sender::{Attempt, Message};
 
-/// Deliveries waiting per batched webhook on this node; more are refused (`queue_full`). Their
-/// bytes are bounded by the queue budget; this bounds the count of small ones.
+/// Deliveries waiting per batched webhook on this node (shared by its lanes); more are refused
+/// (`queue_full`). Their bytes are bounded by the queue budget; this bounds the count of small
+/// ones.
 pub const BATCH_QUEUE_CAPACITY: usize = 65_536;
+/// Most lanes of a webhook (`batch.max_in_flight`'s bound).
+const MAX_LANES: usize = admin_api::model::BATCH_MAX_IN_FLIGHT as usize;
 /// Event name a batch is logged and counted under.
 pub const BATCH_EVENT: &str = "$batch";
 /// What the envelope adds to the bodies: `{"type":"batch","deliveries":[]}` and, per delivery,
@@ -34,31 +39,62 @@ pub const BATCH_EVENT: &str = "$batch";
 const ENVELOPE_BYTES: usize = 36;
 const PER_DELIVERY_BYTES: usize = 56;
 
-/// The batch queues of this node, one per batched webhook.
+/// The batch queues of this node: lane `n` holds one queue per batched webhook with more than
+/// `n` lanes.
 #[derive(Default)]
-pub struct Batchers(Queues);
+pub struct Batchers([Queues; MAX_LANES]);
 
 impl Batchers {
-    /// Whether the queue of `webhook_id` can take one more delivery now.
-    pub fn has_room(&self, webhook_id: &str) -> bool {
-        self.0.has_room(webhook_id)
+    /// Whether the lane of `socket_id` in `job`'s webhook can take one more delivery now.
+    pub fn has_room(&self, job: &Job, socket_id: Option<&str>) -> bool {
+        self.lane(job, socket_id).has_room(&job.webhook.id)
     }
 
-    /// Queues `job` (for a webhook with `batch` set) behind every earlier delivery to it.
-    /// A full queue, or one over the byte budget, refuses the job and returns it.
-    pub fn enqueue(&self, dispatcher: &Arc<Dispatcher>, job: Job) -> Result<(), Box<Job>> {
-        self.0
-            .enqueue(dispatcher, job, || spawn_worker(dispatcher.clone()))
+    /// Queues `job` (for a webhook with `batch` set) behind every earlier delivery of its socket
+    /// (`socket_id`) to it. A full queue, or one over the byte budget, refuses the job and
+    /// returns it.
+    pub fn enqueue(
+        &self,
+        dispatcher: &Arc<Dispatcher>,
+        job: Job,
+        socket_id: Option<&str>,
+    ) -> Result<(), Box<Job>> {
+        let capacity = BATCH_QUEUE_CAPACITY / lanes_of(&job.webhook);
+        self.lane(&job, socket_id).enqueue(dispatcher, job, || {
+            spawn_worker(dispatcher.clone(), capacity)
+        })
     }
 
     /// Forgets the queues of webhooks not in `live`: their workers send what they hold and stop.
     pub fn retain(&self, live: &std::collections::HashSet<&str>) {
-        self.0.retain(live);
+        for lane in &self.0 {
+            lane.retain(live);
+        }
+    }
+
+    /// The lane of a socket's deliveries: always the same for one socket while the webhook's
+    /// `max_in_flight` stays.
+    fn lane(&self, job: &Job, socket_id: Option<&str>) -> &Queues {
+        let lanes = lanes_of(&job.webhook);
+        let index = if lanes == 1 {
+            0
+        } else {
+            let mut hasher = std::hash::DefaultHasher::new();
+            socket_id.hash(&mut hasher);
+            usize::try_from(hasher.finish() % lanes as u64).unwrap_or(0)
+        };
+        &self.0[index]
     }
 }
 
-fn spawn_worker(dispatcher: Arc<Dispatcher>) -> mpsc::Sender<Queued> {
-    let (tx, rx) = mpsc::channel(BATCH_QUEUE_CAPACITY);
+/// How many lanes `webhook` has on a node.
+fn lanes_of(webhook: &Webhook) -> usize {
+    let wanted = webhook.batch.map_or(1, |b| b.max_in_flight);
+    usize::try_from(wanted).unwrap_or(1).clamp(1, MAX_LANES)
+}
+
+fn spawn_worker(dispatcher: Arc<Dispatcher>, capacity: usize) -> mpsc::Sender<Queued> {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
     tokio::spawn(run(dispatcher, rx));
     tx
 }
@@ -309,6 +345,7 @@ mod tests {
                 max_events: 3,
                 max_bytes: 1024,
                 max_wait_ms: 0,
+                max_in_flight: 1,
             }),
             ..test_webhook()
         };

@@ -144,7 +144,7 @@ impl Dispatcher {
         };
         let batched = is_batched(&job.webhook);
         let has_room = if batched {
-            self.batchers.has_room(&job.webhook.id)
+            self.batchers.has_room(&job, socket_id)
         } else {
             queues.has_room(&job.webhook.id)
         };
@@ -164,7 +164,7 @@ impl Dispatcher {
         }
         let receipt = job.durable.clone();
         let queued = if batched {
-            self.batchers.enqueue(self, job)
+            self.batchers.enqueue(self, job, socket_id)
         } else {
             queues.enqueue(self, job)
         };

@@ -206,8 +206,9 @@ fn hooks() -> Vec<Hook> {
                 the lifecycle events it subscribes to) grouped: up to `batch.max_events` bodies \
                 and `batch.max_bytes` bytes of them per request, sent at most \
                 `batch.max_wait_ms` after the first arrived; a body larger than `max_bytes` goes \
-                alone. A webhook's batches leave one at a time, so a socket's deliveries arrive \
-                in order (by `seq`) within and across batches. Each entry has its own `id`, \
+                alone. A node sends at most `batch.max_in_flight` of a webhook's batches at once \
+                (1 by default), a socket's deliveries always in the same lane, so they arrive in \
+                order (by `seq`) within and across batches. Each entry has its own `id`, \
                 stable across retries (deduplicate on it); `webhook-id` is the batch's, the same \
                 on every retry of the same deliveries.",
             schema: "BatchBody",

@@ -172,7 +172,7 @@ async function loadWebhooks() {
     [
       hook.reply ? "reply" : "",
       hook.durable ? "durable" : "",
-      hook.batch ? `batched (${hook.batch.max_events} events, ${hook.batch.max_bytes} bytes, ${hook.batch.max_wait_ms} ms)` : "",
+      hook.batch ? `batched (${hook.batch.max_events} events, ${hook.batch.max_bytes} bytes, ${hook.batch.max_wait_ms} ms, ${hook.batch.max_in_flight} in flight)` : "",
     ].filter(Boolean).join(" ") || "-",
     button(hook.enabled ? "Enabled: disable" : "Disabled: enable", act(async () => {
       await api("PATCH", `/admin/webhooks/${hook.id}`, { enabled: !hook.enabled });
@@ -313,7 +313,7 @@ $("namespace-form").addEventListener("submit", act(async (event) => {
   await loadNamespaces();
 }));
 
-const BATCH_BOUNDS = ["max_events", "max_bytes", "max_wait_ms"];
+const BATCH_BOUNDS = ["max_events", "max_bytes", "max_wait_ms", "max_in_flight"];
 
 /** The form's `batch`: null when not batched, else the bounds given (the others default). */
 function batchFromForm(form) {
