@@ -17,7 +17,8 @@
 // without extra code, so their batched rows repeat their one forward run. The receiver reports the
 // latency from each event's emit (a wall-clock `t` in its argument) to its receipt.
 // `COMPARE_ONLY=forward` runs the forward workloads alone (no idle or fan-out); `COMPARE_SERVERS`
-// picks the servers (default `bridge,bare,node`); `RECEIVER_DELAY_MS` has the receiver answer each
+// picks the servers (default `bridge,bare,node`); `COMPARE_BATCH` the bridge's batch settings
+// (JSON, default `{}`); `RECEIVER_DELAY_MS` has the receiver answer each
 // webhook that much later.
 
 import { spawn } from "node:child_process";
@@ -165,7 +166,7 @@ async function bridgeRun(only) {
     const hook = await bridge.createWebhook(ns.id, { url: receiverUrl, events: ["*"], secret: WEBHOOK_SECRET });
     const key = await bridge.createKey(["/bench"]);
     const batch = async (on) => {
-      const res = await bridge.admin("PATCH", `/admin/webhooks/${hook.id}`, { batch: on ? {} : null });
+      const res = await bridge.admin("PATCH", `/admin/webhooks/${hook.id}`, { batch: on ? JSON.parse(process.env.COMPARE_BATCH ?? "{}") : null });
       if (res.status !== 200) throw new Error(`batch: ${res.status}`);
     };
     return await workloads(only, bridge.url, bridge.pid, `${bridge.url}/v1/emit`, key, true, batch);
