@@ -4,7 +4,8 @@
 // bridge is recorded by `perf record -e cpu-clock` for the workload's length (PERF_CG picks the
 // call-graph mode, e.g. `dwarf,16384`; default frame pointers). Prints one line: events acked per
 // second, server CPU per event, ack p99 (ms); with the rust receiver also events delivered per
-// second (from the first emit until the receiver had them all, waiting at most 120 s).
+// second (from the load generator's start, its connects included, until the receiver had them
+// all, waiting at most 120 s).
 //
 //   cargo build --release -p bridge -p loadgen && (cd tests/js && npm ci)
 //   node bench/forward.mjs [rust|node] [clients] [events] [perf.data]

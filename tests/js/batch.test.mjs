@@ -18,6 +18,7 @@ import {
   sleep,
   metric,
   startHangingServer,
+  hsToken,
 } from "./harness.mjs";
 
 /** The deliveries of every batch `receiver` got, in the order they arrived: [{id, body, batchId}]. */
@@ -157,6 +158,44 @@ test("max_in_flight 4: several batches under way at once, never two holding one 
     for (const socket of sockets) socket.close();
   } finally {
     await ctx.close();
+  }
+});
+
+test("max_in_flight 4: each room's deliveries keep their order (room_occupied first, room_vacated last) across lanes", async () => {
+  const bridge = await startBridge();
+  // The backend takes 100 ms per request, so batches of several lanes are under way together.
+  const receiver = await startReceiver(async () => {
+    await sleep(100);
+    return {};
+  });
+  const sockets = [];
+  try {
+    const secret = "batch-rooms-secret";
+    const ns = await bridge.createNamespace({ name: "/rooms", auth: { mode: "jwt", algorithm: "HS256", secret } });
+    await bridge.createWebhook(ns.id, {
+      url: receiver.url,
+      events: ["$room_occupied", "$room_vacated", "$join", "$leave"],
+      batch: { max_events: 3, max_wait_ms: 10, max_in_flight: 4 },
+    });
+    // Eight sockets, each in two of four rooms (from its token), connected then gone.
+    const rooms = ["r0", "r1", "r2", "r3"];
+    for (let i = 0; i < 8; i++) {
+      const token = await hsToken(secret, { sub: `u${i}`, rooms: [rooms[i % 4], rooms[(i + 1) % 4]] });
+      sockets.push(await connected("v4", `${bridge.url}/rooms`, { auth: { token } }));
+    }
+    for (const socket of sockets) socket.close();
+    // Per room: occupied, 4 joins, 4 leaves, vacated.
+    await receiver.waitFor(() => deliveries(receiver).length === 40, 15000);
+    for (const room of rooms) {
+      const story = deliveries(receiver).map((d) => d.body).filter((b) => b.room === room);
+      const types = story.map((b) => b.type);
+      assert.deepEqual(types, ["room_occupied", "join", "join", "join", "join", "leave", "leave", "leave", "leave", "room_vacated"], `${room}: ${types}`);
+      assert.deepEqual(story.map((b) => b.node_sockets), [1, 1, 2, 3, 4, 3, 2, 1, 0, 0], `${room}: node_sockets in order`);
+    }
+  } finally {
+    for (const socket of sockets) socket.close();
+    receiver.close();
+    await bridge.stop();
   }
 });
 

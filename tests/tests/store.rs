@@ -855,6 +855,82 @@ async fn secrets_are_sealed_at_rest(engine: Engine) {
     ));
 }
 
+/// The `batch` column as the database holds it.
+async fn raw_batch(url: &str) -> Option<String> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.expect("raw connect");
+    let row = sqlx::query("SELECT batch FROM webhooks")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let batch = row.get::<Option<String>, _>("batch");
+    pool.close().await;
+    batch
+}
+
+/// Another version reads what this one stores, and this one what another stores: a setting at its
+/// default is not written (the version before it refuses fields it does not know), and settings
+/// this version does not know are ignored.
+async fn batch_column_is_read_across_versions(engine: Engine) {
+    let url = fresh_database(engine).await;
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let ns = namespace("/batched");
+    store.create_namespace(&ns).await.unwrap();
+    let mut hook = webhook(&ns.id);
+    hook.reply = false;
+    hook.batch = Some(admin_api::model::Batch::default());
+    store.create_webhook(&hook).await.unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&raw_batch(&url).await.unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!({"max_events": 100, "max_bytes": 262144, "max_wait_ms": 20})
+    );
+    assert_eq!(store.get_webhook(&hook.id).await.unwrap().batch, hook.batch);
+
+    let lanes = admin_api::model::Batch {
+        max_in_flight: 4,
+        ..Default::default()
+    };
+    hook.batch = Some(lanes);
+    store.update_webhook(&hook).await.unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&raw_batch(&url).await.unwrap()).unwrap();
+    assert_eq!(stored["max_in_flight"], 4);
+
+    // A later version's setting in the column: the rest is read, the catalog loads.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "UPDATE webhooks SET batch = '{\"max_events\": 9, \"max_bytes\": 4096, \"max_wait_ms\": 5, \"max_in_flight\": 2, \"from_a_later_version\": true}'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let read = store.get_webhook(&hook.id).await.unwrap().batch.unwrap();
+    assert_eq!(
+        (
+            read.max_events,
+            read.max_bytes,
+            read.max_wait_ms,
+            read.max_in_flight
+        ),
+        (9, 4096, 5, 2)
+    );
+    assert_eq!(store.load_catalog().await.unwrap().webhooks.len(), 1);
+}
+
+#[tokio::test]
+async fn batch_column_is_read_across_versions_sqlite() {
+    batch_column_is_read_across_versions(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn batch_column_is_read_across_versions_postgres() {
+    batch_column_is_read_across_versions(Engine::Postgres).await;
+}
+
 #[tokio::test]
 async fn secrets_are_sealed_at_rest_sqlite() {
     secrets_are_sealed_at_rest(Engine::Sqlite).await;

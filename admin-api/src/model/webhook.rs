@@ -136,6 +136,9 @@ impl Default for Batch {
 }
 
 impl Batch {
+    /// The names of its settings, as serialized.
+    pub const FIELDS: [&str; 4] = ["max_events", "max_bytes", "max_wait_ms", "max_in_flight"];
+
     /// Checks every bound.
     pub fn validate(&self) -> Result<(), ApiError> {
         if !(1..=BATCH_MAX_EVENTS).contains(&self.max_events) {
@@ -504,6 +507,21 @@ pub fn generate_webhook_secret() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_fields_name_every_serialized_setting() {
+        let value = serde_json::to_value(Batch::default()).unwrap();
+        let mut names: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        let mut listed = Batch::FIELDS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(names, listed);
+    }
 
     #[test]
     fn patterns_parse_and_match() {

@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{Store, StoreError, flag_column, json_column, to_json};
-use crate::model::{Timestamp, Webhook};
+use crate::model::{Batch, Timestamp, Webhook};
 
 /// Column list of every SELECT and INSERT here (a macro, so SQL stays `&'static str`).
 macro_rules! columns {
@@ -152,8 +152,31 @@ impl Store {
 }
 
 /// The `batch` column: its settings as JSON, NULL when the webhook is not batched.
+/// `max_in_flight` is left out at its default (1), so that a node of the version before it
+/// (which refuses fields it does not know) still reads the webhooks that do not use it, during a
+/// rolling deploy or after a rollback.
 fn batch_column(hook: &Webhook) -> Result<Option<String>, StoreError> {
-    hook.batch.as_ref().map(to_json).transpose()
+    let Some(batch) = &hook.batch else {
+        return Ok(None);
+    };
+    let mut value = serde_json::to_value(batch).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let Some(fields) = value.as_object_mut()
+        && batch.max_in_flight == Batch::default().max_in_flight
+    {
+        fields.remove("max_in_flight");
+    }
+    to_json(&value).map(Some)
+}
+
+/// The settings a stored `batch` holds; those a later version added are ignored, so a rollback
+/// does not make the catalog unreadable.
+fn batch_from_column(text: &str) -> Result<Batch, StoreError> {
+    let corrupt = |_| StoreError::Corrupt("batch".into());
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(corrupt)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.retain(|name, _| Batch::FIELDS.contains(&name.as_str()));
+    }
+    serde_json::from_value(value).map_err(corrupt)
 }
 
 /// Timeouts are validated to at most 60 s, so this never saturates in practice.
@@ -193,9 +216,7 @@ impl Store {
             enabled: flag_column(row, "enabled")?,
             batch: row
                 .try_get::<Option<String>, _>("batch")?
-                .map(|text| {
-                    serde_json::from_str(&text).map_err(|_| StoreError::Corrupt("batch".into()))
-                })
+                .map(|text| batch_from_column(&text))
                 .transpose()?,
             created_at: Timestamp(row.try_get("created_at")?),
             updated_at: Timestamp(row.try_get("updated_at")?),

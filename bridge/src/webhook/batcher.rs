@@ -2,9 +2,10 @@
 //! and sends them as one signed POST, within the webhook's `batch` bounds (events, bytes, wait).
 //!
 //! A webhook has `max_in_flight` lanes on a node (1 by default), each sending one batch at a
-//! time, the next once the last has ended (delivered or given up). A socket's deliveries always
-//! take the same lane (by a hash of its id), so they reach the backend in the order it sent them
-//! across batches as well as within one; more lanes lift the ceiling of one batch per round trip. A durable batch is attempted once from here and then retried by the
+//! time, the next once the last has ended (delivered or given up). The deliveries that share an
+//! ordered queue on the unbatched path (one socket's, one room's) always take the same lane, so
+//! they reach the backend in that order across batches as well as within one; more lanes lift
+//! the ceiling of one batch per round trip. A durable batch is attempted once from here and then retried by the
 //! outbox's worker, which claims due rows of a batched webhook together
 //! ([`group_claimed`]).
 //!
@@ -12,7 +13,6 @@
 //! usual body as it was serialized, beside its own id. The batch's `webhook-id` is derived from
 //! the ids it holds, so a retry of the same deliveries carries the same id.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -26,9 +26,9 @@ use super::dispatch::{Dispatcher, Job, Mode, Outcome, Queued, Queues};
 use super::outbox::Prior;
 use super::sender::{Attempt, Message};
 
-/// Deliveries waiting per batched webhook on this node (shared by its lanes); more are refused
-/// (`queue_full`). Their bytes are bounded by the queue budget; this bounds the count of small
-/// ones.
+/// Deliveries waiting per lane of a batched webhook on this node; more are refused
+/// (`queue_full`). Their bytes are bounded by the queue budget (per webhook and per node); this
+/// bounds the count of small ones.
 pub const BATCH_QUEUE_CAPACITY: usize = 65_536;
 /// Most lanes of a webhook (`batch.max_in_flight`'s bound).
 const MAX_LANES: usize = admin_api::model::BATCH_MAX_IN_FLIGHT as usize;
@@ -45,24 +45,24 @@ const PER_DELIVERY_BYTES: usize = 56;
 pub struct Batchers([Queues; MAX_LANES]);
 
 impl Batchers {
-    /// Whether the lane of `socket_id` in `job`'s webhook can take one more delivery now.
-    pub fn has_room(&self, job: &Job, socket_id: Option<&str>) -> bool {
-        self.lane(job, socket_id).has_room(&job.webhook.id)
+    /// Whether lane `lane` of `job`'s webhook can take one more delivery now.
+    pub fn has_room(&self, job: &Job, lane: u64) -> bool {
+        self.lane(job, lane).has_room(&job.webhook.id)
     }
 
-    /// Queues `job` (for a webhook with `batch` set) behind every earlier delivery of its socket
-    /// (`socket_id`) to it. A full queue, or one over the byte budget, refuses the job and
-    /// returns it.
+    /// Queues `job` (for a webhook with `batch` set) in lane `lane` (a [`SocketQueues`]'s),
+    /// behind every earlier delivery there. A full queue, or one over the byte budget, refuses
+    /// the job and returns it.
+    ///
+    /// [`SocketQueues`]: super::SocketQueues
     pub fn enqueue(
         &self,
         dispatcher: &Arc<Dispatcher>,
         job: Job,
-        socket_id: Option<&str>,
+        lane: u64,
     ) -> Result<(), Box<Job>> {
-        let capacity = BATCH_QUEUE_CAPACITY / lanes_of(&job.webhook);
-        self.lane(&job, socket_id).enqueue(dispatcher, job, || {
-            spawn_worker(dispatcher.clone(), capacity)
-        })
+        self.lane(&job, lane)
+            .enqueue(dispatcher, job, || spawn_worker(dispatcher.clone()))
     }
 
     /// Forgets the queues of webhooks not in `live`: their workers send what they hold and stop.
@@ -72,18 +72,12 @@ impl Batchers {
         }
     }
 
-    /// The lane of a socket's deliveries: always the same for one socket while the webhook's
-    /// `max_in_flight` stays.
-    fn lane(&self, job: &Job, socket_id: Option<&str>) -> &Queues {
-        let lanes = lanes_of(&job.webhook);
-        let index = if lanes == 1 {
-            0
-        } else {
-            let mut hasher = std::hash::DefaultHasher::new();
-            socket_id.hash(&mut hasher);
-            usize::try_from(hasher.finish() % lanes as u64).unwrap_or(0)
-        };
-        &self.0[index]
+    /// The queue of `lane` among the lanes of `job`'s webhook: the same for one lane number
+    /// while the webhook's `max_in_flight` stays.
+    fn lane(&self, job: &Job, lane: u64) -> &Queues {
+        let lanes = lanes_of(&job.webhook) as u64;
+        let index = if lanes == 1 { 0 } else { lane % lanes };
+        &self.0[usize::try_from(index).unwrap_or(0)]
     }
 }
 
@@ -93,8 +87,8 @@ fn lanes_of(webhook: &Webhook) -> usize {
     usize::try_from(wanted).unwrap_or(1).clamp(1, MAX_LANES)
 }
 
-fn spawn_worker(dispatcher: Arc<Dispatcher>, capacity: usize) -> mpsc::Sender<Queued> {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+fn spawn_worker(dispatcher: Arc<Dispatcher>) -> mpsc::Sender<Queued> {
+    let (tx, rx) = mpsc::channel(BATCH_QUEUE_CAPACITY);
     tokio::spawn(run(dispatcher, rx));
     tx
 }

@@ -144,7 +144,7 @@ impl Dispatcher {
         };
         let batched = is_batched(&job.webhook);
         let has_room = if batched {
-            self.batchers.has_room(&job, socket_id)
+            self.batchers.has_room(&job, queues.lane())
         } else {
             queues.has_room(&job.webhook.id)
         };
@@ -164,7 +164,7 @@ impl Dispatcher {
         }
         let receipt = job.durable.clone();
         let queued = if batched {
-            self.batchers.enqueue(self, job, socket_id)
+            self.batchers.enqueue(self, job, queues.lane())
         } else {
             queues.enqueue(self, job)
         };
@@ -417,22 +417,41 @@ impl Queues {
     }
 }
 
-/// The queues of one socket, one per webhook; dropping them lets the workers finish and stop.
-#[derive(Default)]
-pub struct SocketQueues(Queues);
+/// The queues of one socket (or of the rooms that share one room queue), one per webhook;
+/// dropping them lets the workers finish and stop.
+pub struct SocketQueues {
+    queues: Queues,
+    /// The lane their deliveries take on a batched webhook (random, fixed for their life), so
+    /// that what keeps its order here keeps it there too.
+    lane: u64,
+}
+
+impl Default for SocketQueues {
+    fn default() -> Self {
+        Self {
+            queues: Queues::default(),
+            lane: rand::random(),
+        }
+    }
+}
 
 impl SocketQueues {
     /// Whether the queue to `webhook_id` can take one more job now.
     pub fn has_room(&self, webhook_id: &str) -> bool {
-        self.0.has_room(webhook_id)
+        self.queues.has_room(webhook_id)
     }
 
     /// Queues `job` behind this socket's earlier messages to the same webhook.
     /// A full queue, or one over the byte budget, drops the job (counted and logged) and
     /// returns it.
     pub fn enqueue(&self, dispatcher: &Arc<Dispatcher>, job: Job) -> Result<(), Box<Job>> {
-        self.0
+        self.queues
             .enqueue(dispatcher, job, || spawn_worker(dispatcher.clone()))
+    }
+
+    /// The lane of these deliveries on a batched webhook.
+    pub(super) fn lane(&self) -> u64 {
+        self.lane
     }
 }
 
