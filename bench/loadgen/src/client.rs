@@ -204,9 +204,8 @@ impl Client {
                             _ => false,
                         },
                         Some(Command::Forward { events, end, done }) = incoming.recv() => {
-                            let result = conn.forward(events, end).await;
-                            let alive = result.is_some();
-                            let _ = done.send(result.unwrap_or_default());
+                            let (acked, latencies, alive) = conn.forward(events, end).await;
+                            let _ = done.send((acked, latencies));
                             alive
                         }
                     };
@@ -319,12 +318,20 @@ impl Connection {
         rest[..digits].parse().ok()
     }
 
-    /// The forward workload on this connection: `None` when the connection ended.
-    async fn forward(&mut self, events: u64, end: Instant) -> Option<(u64, Vec<u64>)> {
+    /// The forward workload on this connection: how many were acked, their latencies, and
+    /// whether the connection is still up.
+    async fn forward(&mut self, events: u64, end: Instant) -> (u64, Vec<u64>, bool) {
         let mut latencies = Vec::with_capacity(usize::try_from(events).unwrap_or(0));
+        let alive = self.forward_into(events, end, &mut latencies).await;
+        (latencies.len() as u64, latencies, alive)
+    }
+
+    /// Emits and awaits each ack in turn until `events` were acked or `end`; `false` when the
+    /// connection ended.
+    async fn forward_into(&mut self, events: u64, end: Instant, latencies: &mut Vec<u64>) -> bool {
         for i in 0..events {
             if self.ping_every.is_some() && Instant::now() >= self.next_ping && !self.ping().await {
-                return None;
+                return false;
             }
             let id = self.next_ack;
             self.next_ack += 1;
@@ -336,25 +343,36 @@ impl Connection {
                 crate::receiver::wall_micros()
             );
             if !self.send(Message::text(packet)).await {
-                return None;
+                return false;
             }
             loop {
-                let frame = match tokio::time::timeout_at(end.into(), self.ws.next()).await {
+                // An Engine.IO 3 client keeps pinging while it waits.
+                let wake = match self.ping_every {
+                    Some(_) => end.min(self.next_ping),
+                    None => end,
+                };
+                let frame = match tokio::time::timeout_at(wake.into(), self.ws.next()).await {
                     Ok(Some(Ok(Message::Text(text)))) => text,
                     Ok(Some(Ok(_))) => continue,
-                    Ok(_) => return None,
-                    Err(_) => return Some((latencies.len() as u64, latencies)),
+                    Ok(_) => return false,
+                    Err(_) if Instant::now() >= end => return true,
+                    Err(_) => {
+                        if !self.ping().await {
+                            return false;
+                        }
+                        continue;
+                    }
                 };
                 if self.ack_id(frame.as_str()) == Some(id) {
                     break;
                 }
                 if !self.on_frame(frame.as_str()).await {
-                    return None;
+                    return false;
                 }
             }
             latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
         }
-        Some((latencies.len() as u64, latencies))
+        true
     }
 }
 
