@@ -188,10 +188,12 @@ test("a rolling restart through nginx under load: every client ends connected, n
 });
 
 test("a rolling restart with batched webhooks under load: every accepted event delivered once, in order per socket, every batch signed and within its bounds", async () => {
-  const batch = { max_events: 50, max_bytes: 65536, max_wait_ms: 50 };
+  // max_bytes binds before max_events (a body is ~350 bytes): both bounds are exercised.
+  const batch = { max_events: 50, max_bytes: 8192, max_wait_ms: 50 };
   const batched = (url) => [
     { url, events: ["note"], durable: true, batch },
-    { url, events: ["chat", "$disconnect"], batch },
+    // Four lanes: batches of different sockets under way at once, each socket's still in order.
+    { url, events: ["chat", "$disconnect"], batch: { ...batch, max_in_flight: 4 } },
   ];
   // The backend takes 100 ms to answer: batches fill up, and a stopping node has some in flight.
   const d = await deployment({ env: { BRIDGE_DRAIN: `${DRAIN_MS}ms` }, hooks: batched, handler: () => ({ delayMs: 100 }) });
