@@ -67,7 +67,7 @@ const receiverUrl = `http://127.0.0.1:${receiver.port}/`;
 
 /** How many webhooks the receiver has counted. */
 async function webhookCount() {
-  return Number(await (await fetch(receiverUrl)).text());
+  return Number(await receiverGet("/"));
 }
 
 /** Runs the load generator; resolves with its JSON report. */

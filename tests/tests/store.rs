@@ -735,10 +735,15 @@ async fn sealed_with(url: &str, key: Option<&str>, old: &[&str]) -> Store {
         .with_sealer(sealer)
 }
 
+/// A connection to the database under the store, for what the store's API does not show.
+async fn raw_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await.expect("raw connect")
+}
+
 /// What the database itself holds: the webhook secrets and the namespace's auth column.
 async fn raw_secrets(url: &str) -> Vec<String> {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.expect("raw connect");
+    let pool = raw_pool(url).await;
     let mut values: Vec<String> = Vec::new();
     for row in sqlx::query("SELECT secret, previous_secret FROM webhooks")
         .fetch_all(&pool)
@@ -858,8 +863,7 @@ async fn secrets_are_sealed_at_rest(engine: Engine) {
 /// The `batch` column as the database holds it.
 async fn raw_batch(url: &str) -> Option<String> {
     use sqlx::Row;
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url).await.expect("raw connect");
+    let pool = raw_pool(url).await;
     let row = sqlx::query("SELECT batch FROM webhooks")
         .fetch_one(&pool)
         .await
@@ -899,8 +903,7 @@ async fn batch_column_is_read_across_versions(engine: Engine) {
     assert_eq!(stored["max_in_flight"], 4);
 
     // A later version's setting in the column: the rest is read, the catalog loads.
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let pool = raw_pool(&url).await;
     sqlx::query(
         "UPDATE webhooks SET batch = '{\"max_events\": 9, \"max_bytes\": 4096, \"max_wait_ms\": 5, \"max_in_flight\": 2, \"from_a_later_version\": true}'",
     )

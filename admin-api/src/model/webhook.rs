@@ -118,7 +118,8 @@ pub struct Batch {
     #[schema(minimum = 0, maximum = 10000)]
     pub max_wait_ms: u32,
     /// Most POSTs of this webhook under way at once from one node; default 1. A socket's
-    /// deliveries always travel in the same one of these lanes, so its order holds.
+    /// deliveries (and a room's) always travel in the same one of these lanes, so their order
+    /// holds.
     #[schema(minimum = 1, maximum = 16)]
     pub max_in_flight: u32,
 }

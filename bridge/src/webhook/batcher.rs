@@ -5,8 +5,8 @@
 //! time, the next once the last has ended (delivered or given up). The deliveries that share an
 //! ordered queue on the unbatched path (one socket's, one room's) always take the same lane, so
 //! they reach the backend in that order across batches as well as within one; more lanes lift
-//! the ceiling of one batch per round trip. A durable batch is attempted once from here and then retried by the
-//! outbox's worker, which claims due rows of a batched webhook together
+//! the ceiling of one batch per round trip. A durable batch is attempted once from here and then
+//! retried by the outbox's worker, which claims due rows of a batched webhook together
 //! ([`group_claimed`]).
 //!
 //! The body is `{"type":"batch","deliveries":[{"id":"msg_…","body":{…}},…]}`: each delivery's
@@ -75,8 +75,7 @@ impl Batchers {
     /// The queue of `lane` among the lanes of `job`'s webhook: the same for one lane number
     /// while the webhook's `max_in_flight` stays.
     fn lane(&self, job: &Job, lane: u64) -> &Queues {
-        let lanes = lanes_of(&job.webhook) as u64;
-        let index = if lanes == 1 { 0 } else { lane % lanes };
+        let index = lane % lanes_of(&job.webhook) as u64;
         &self.0[usize::try_from(index).unwrap_or(0)]
     }
 }
